@@ -1,0 +1,224 @@
+"""Turn a list of records into execution steps, fusing what can be fused.
+
+Shared by both backends, so the CPU and the batched path make the same decisions:
+
+- consecutive homographies become one :class:`WarpStep` (one resampling). Ops that read outside
+  their input canvas (rotate, affine, pad, ...) get ``fill`` there; where that canvas, pulled
+  back to the source, is an axis-aligned rectangle (only crops, resizes and flips before it) it
+  becomes a clip rectangle on the source, so the fused warp is equivalent to the sequential
+  one. Otherwise the group is closed and a new one starts: never a silent change of meaning.
+- consecutive affine colour ops become one :class:`ColorStep`, point functions one :class:`LutStep`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import augmentor.ops  # noqa: F401  (registers the ops)
+from augmentor.ops.base import Record, Size
+from augmentor.registry import OPS
+
+
+@dataclass
+class WarpStep:
+    matrix: np.ndarray  # forward 3x3, source -> output, corner convention
+    src_size: Size
+    out_size: Size
+    clip: tuple[float, float, float, float] | None  # valid source region x0, y0, x1, y1
+    interpolation: str
+    fill: Any
+    records: list[Record] = field(default_factory=list)
+
+    @property
+    def perspective(self) -> bool:
+        return not np.allclose(self.matrix[2], [0.0, 0.0, 1.0])
+
+    def is_integer_shift(self) -> bool:
+        """Flips and integer translations only: executed by slicing, with no interpolation."""
+        a = self.matrix
+        if self.perspective or abs(a[0, 1]) > 1e-9 or abs(a[1, 0]) > 1e-9:
+            return False
+        if not (abs(abs(a[0, 0]) - 1) < 1e-9 and abs(abs(a[1, 1]) - 1) < 1e-9):
+            return False
+        return bool(np.allclose(a[:2, 2], np.round(a[:2, 2]), atol=1e-6))
+
+
+@dataclass
+class FieldStep:
+    record: Record
+    size: Size
+
+
+@dataclass
+class ColorStep:
+    records: list[Record]
+
+
+@dataclass
+class LutStep:
+    records: list[Record]
+
+
+@dataclass
+class OpStep:
+    record: Record
+
+
+@dataclass
+class FinalStep:
+    record: Record
+
+
+Step = WarpStep | FieldStep | ColorStep | LutStep | OpStep | FinalStep
+
+
+def _axis_aligned(m: np.ndarray) -> bool:
+    return abs(m[0, 1]) < 1e-12 and abs(m[1, 0]) < 1e-12 and np.allclose(m[2], [0, 0, 1])
+
+
+def _pull_back_rect(a: np.ndarray, size: Size) -> tuple[float, float, float, float]:
+    """The canvas ``[0, w] x [0, h]`` mapped back through the axis-aligned ``a``."""
+    inv = np.linalg.inv(a)
+    h, w = size
+    pts = inv @ np.array([[0.0, w], [0.0, h], [1.0, 1.0]])
+    return (float(pts[0].min()), float(pts[1].min()), float(pts[0].max()), float(pts[1].max()))
+
+
+class _WarpBuilder:
+    def __init__(self, size: Size) -> None:
+        self.src_size = size
+        self.matrix = np.eye(3)
+        self.clip: tuple[float, float, float, float] | None = None
+        self.axis = True
+        self.interpolation: str | None = None
+        self.fill: Any = None
+        self.records: list[Record] = []
+
+    def accepts(self, cls: Any, params: dict[str, Any], size: Size) -> bool:
+        interp = params.get("interpolation")
+        if interp is not None and self.interpolation not in (None, interp):
+            return False
+        if cls.reads_outside(params, size):
+            if not self.axis:
+                return False
+            fill = params.get("fill", 0.0)
+            if self.fill is not None and self.fill != fill:
+                return False
+        return True
+
+    def add(self, cls: Any, params: dict[str, Any], size: Size, record: Record) -> None:
+        if params.get("interpolation") is not None:
+            self.interpolation = params["interpolation"]
+        if cls.reads_outside(params, size):
+            self.fill = params.get("fill", 0.0)
+            if self.records:  # the current canvas is a sub-rectangle of the source
+                x0, y0, x1, y1 = _pull_back_rect(self.matrix, size)
+                sh, sw = self.src_size
+                if self.clip is not None:
+                    cx0, cy0, cx1, cy1 = self.clip
+                    x0, y0, x1, y1 = max(x0, cx0), max(y0, cy0), min(x1, cx1), min(y1, cy1)
+                if not (x0 <= 0 and y0 <= 0 and x1 >= sw and y1 >= sh):
+                    self.clip = (x0, y0, x1, y1)
+        m = cls.matrix(params, size)
+        self.matrix = m @ self.matrix
+        self.axis = self.axis and _axis_aligned(m)
+        self.records.append(record)
+
+    def build(self, out_size: Size) -> WarpStep:
+        return WarpStep(
+            self.matrix,
+            self.src_size,
+            out_size,
+            self.clip,
+            self.interpolation or "bilinear",
+            0.0 if self.fill is None else self.fill,
+            self.records,
+        )
+
+
+def plan(records: list[Record], size: Size) -> list[Step]:
+    """Fuse ``records`` applied to an image of ``size`` into execution steps."""
+    steps: list[Step] = []
+    warp: _WarpBuilder | None = None
+    for i, rec in enumerate(records):
+        cls = OPS.get(rec["op"])
+        kind = getattr(cls, "kind", "pixel")
+        params = rec["params"]
+        if kind == "geometric":
+            if warp is not None and not warp.accepts(cls, params, size):
+                steps.append(warp.build(size))
+                warp = None
+            if warp is None:
+                warp = _WarpBuilder(size)
+            warp.add(cls, params, size, rec)
+            size = tuple(cls.output_size(params, size))
+            continue
+        if warp is not None:
+            steps.append(warp.build(size))
+            warp = None
+        if kind == "final":
+            if i != len(records) - 1:
+                raise ValueError(f"{rec['op']} must be the last op of a pipeline")
+            steps.append(FinalStep(rec))
+        elif kind == "field":
+            steps.append(FieldStep(rec, size))
+        elif kind == "color":
+            if steps and isinstance(steps[-1], ColorStep):
+                steps[-1].records.append(rec)
+            else:
+                steps.append(ColorStep([rec]))
+        elif kind == "lut":
+            if steps and isinstance(steps[-1], LutStep):
+                steps[-1].records.append(rec)
+            else:
+                steps.append(LutStep([rec]))
+        else:
+            steps.append(OpStep(rec))
+    if warp is not None:
+        steps.append(warp.build(size))
+    return steps
+
+
+def compose_color(
+    records: list[Record], mean: np.ndarray, vmax: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One affine colour map ``x -> m @ x + b`` for a run of colour records; ``mean`` is the
+    per-channel mean of the input, pushed through the run for the ops that need it."""
+    c = mean.shape[0]
+    m_tot, b_tot = np.eye(c), np.zeros(c)
+    mu = mean.astype(np.float64)
+    for rec in records:
+        m, b = OPS.get(rec["op"]).color_matrix(rec["params"], mu, vmax)
+        m_tot, b_tot = m @ m_tot, m @ b_tot + b
+        mu = m @ mu + b
+    return m_tot, b_tot
+
+
+def compose_lut(records: list[Record]) -> np.ndarray:
+    """One uint8 lookup table for a run of point functions (rounded between ops, so it equals the
+    ops applied one after the other on uint8)."""
+    x = np.arange(256, dtype=np.float64)
+    for rec in records:
+        fn = OPS.get(rec["op"]).lut_fn(rec["params"])
+        x = np.clip(np.rint(np.asarray(fn(x / 255.0), dtype=np.float64) * 255.0), 0, 255)
+    return x.astype(np.uint8)
+
+
+def apply_lut_float(image: np.ndarray, records: list[Record]) -> np.ndarray:
+    x = image
+    for rec in records:
+        x = np.clip(OPS.get(rec["op"]).lut_fn(rec["params"])(x), 0.0, 1.0)
+    return x.astype(np.float32)
+
+
+def needs_mean(records: list[Record]) -> bool:
+    return any(r["op"] == "contrast" for r in records)
+
+
+def corner_to_center(a: np.ndarray) -> np.ndarray:
+    """A corner-convention matrix in OpenCV's pixel-centre convention."""
+    shift = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+    return np.linalg.inv(shift) @ a @ shift

@@ -1,0 +1,245 @@
+"""Disk I/O: image folders, robust image loading, atomic writes, manifests.
+
+The only module of ``augmentor`` that touches the disk. Every file is written to a temporary name
+in the target directory and renamed into place, so an interrupted run (Ctrl-C, kill -9) never
+leaves a half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".gif",
+    ".ppm",
+    ".pgm",
+)
+FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
+TMP_PREFIX = ".tmp-"
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be decoded; the message says why."""
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    path: Path
+    label: int
+    class_name: str
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    """An ImageFolder-layout directory: ``root/<class>/<image>``."""
+
+    root: Path
+    classes: tuple[str, ...]
+    items: tuple[ImageItem, ...]
+    ignored: tuple[Path, ...]  # files in class folders that are not images by extension
+
+    def by_class(self) -> dict[str, list[ImageItem]]:
+        out: dict[str, list[ImageItem]] = {c: [] for c in self.classes}
+        for it in self.items:
+            out[it.class_name].append(it)
+        return out
+
+
+def scan_image_folder(root: str | Path) -> ImageFolder:
+    """List the images of ``root/<class>/...`` (sorted, recursive within a class; hidden files and
+    our temporary files ignored). Raises ``FileNotFoundError``/``ValueError`` with a clear message
+    for a missing root, a root with no class folders, or no images at all."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{str(root)!r} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"{str(root)!r} is not a directory")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{str(root)!r} has no class sub-folders (expected root/<class>/<image>)")
+    items: list[ImageItem] = []
+    ignored: list[Path] = []
+    for label, cname in enumerate(classes):
+        for p in sorted((root / cname).rglob("*")):
+            if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
+                continue
+            if p.suffix.lower() in IMAGE_EXTENSIONS:
+                items.append(ImageItem(p, label, cname))
+            else:
+                ignored.append(p)
+    if not items:
+        raise ValueError(
+            f"{str(root)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders"
+        )
+    return ImageFolder(root, tuple(classes), tuple(items), tuple(ignored))
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Decode any common format and mode to HWC uint8 (1 channel for grey images, else RGB).
+
+    EXIF orientation is applied; 16-bit images are scaled to 8 bits; alpha is dropped; palette
+    images become RGB. Corrupt or truncated files raise :class:`ImageReadError`.
+    """
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from augmentor.convert import pil_to_array
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()  # decodes now: truncated files fail here
+                img = ImageOps.exif_transpose(img)
+                if img.mode == "P" and "transparency" in img.info:
+                    img = img.convert("RGBA")
+                arr = pil_to_array(img)
+    except UnidentifiedImageError:
+        raise ImageReadError("not an image PIL can identify") from None
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ) as e:
+        raise ImageReadError(f"cannot decode: {e}") from None
+    return np.ascontiguousarray(arr)
+
+
+def encode_image(image: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
+    """Encode an HWC uint8 image; deterministic for a given input, format and quality."""
+    import io
+
+    from PIL import Image
+
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {list(FORMATS)}, got {fmt!r}")
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(np.asarray(image, np.float32) * 255), 0, 255).astype(np.uint8)
+    pil = Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+    buf = io.BytesIO()
+    if fmt == "png":
+        pil.save(buf, format="PNG", optimize=False, compress_level=6)
+    elif fmt == "jpg":
+        pil.save(buf, format="JPEG", quality=int(quality), subsampling=0 if quality >= 90 else 2)
+    else:
+        pil.save(buf, format="WEBP", quality=int(quality), method=4)
+    return buf.getvalue()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_image(path: str | Path, image: np.ndarray, fmt: str = "png", quality: int = 95) -> None:
+    atomic_write_bytes(path, encode_image(image, fmt, quality))
+
+
+def remove_temporaries(root: str | Path) -> int:
+    """Delete temporary files an interrupted run left behind; returns how many."""
+    n = 0
+    for p in Path(root).rglob(f"{TMP_PREFIX}*"):
+        if p.is_file():
+            p.unlink()
+            n += 1
+    return n
+
+
+class Manifest:
+    """An append-only JSONL file, one record per line, flushed line by line.
+
+    A line cut short by a kill is ignored on reading (and rewritten by the resumed run).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._fh: Any = None
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return out
+
+    def compact(self, entries: Iterable[dict[str, Any]]) -> None:
+        atomic_write_text(self.path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+
+    def append(self, entry: dict[str, Any]) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh.write(json.dumps(entry, sort_keys=True) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def write_image_folder(
+    root: str | Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    prefix: str = "img",
+) -> int:
+    """Write ``images`` (N x H x W (x C) uint8) as ``root/<class>/<prefix>_<i>.png``."""
+    root = Path(root)
+    for i, (img, lab) in enumerate(zip(images, labels)):
+        arr = img if img.ndim == 3 else img[..., None]
+        save_image(root / _safe_name(class_names[int(lab)]) / f"{prefix}_{i:05d}.png", arr)
+    return len(images)
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "class"

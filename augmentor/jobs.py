@@ -1,0 +1,373 @@
+"""Folder-level jobs behind ``augment generate`` and ``augment preview``.
+
+``generate_folder`` is resumable and safe: every image is written atomically, the manifest is
+appended line by line, and a rerun skips what is finished. Each output is a pure function of
+(pipeline seed, job index), so files are byte-identical whatever the worker count and however
+often the run was interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from augmentor.io import (
+    FORMATS,
+    ImageFolder,
+    ImageItem,
+    ImageReadError,
+    Manifest,
+    atomic_write_text,
+    load_image,
+    remove_temporaries,
+    save_image,
+    scan_image_folder,
+)
+from augmentor.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.jsonl"
+RUN_FILE = "run.json"
+PIPELINE_FILE = "pipeline.yaml"
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    source: ImageItem
+    source_rel: str  # relative to SRC
+    output: str  # relative to DST
+
+
+@dataclass
+class GenerateReport:
+    dst: Path
+    planned: int = 0
+    written: int = 0
+    already_done: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # source -> reason
+    ignored: list[str] = field(default_factory=list)  # non-image files in SRC
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+
+def _check_dst(src: Path, dst: Path) -> None:
+    s, d = src.resolve(), dst.resolve()
+    if d == s or s in d.parents:
+        raise ValueError(
+            f"DST {str(dst)!r} is inside SRC {str(src)!r}; choose a folder outside "
+            "it (the output would be read back as input)"
+        )
+    if d.exists() and not d.is_dir():
+        raise ValueError(f"DST {str(dst)!r} exists and is not a directory")
+
+
+def plan_jobs(
+    folder: ImageFolder, per_image: int | None, per_class: int | None, ext: str
+) -> list[Job]:
+    """The deterministic job list: ``per_image`` copies of every image, or ``per_class`` images
+    per class drawn round-robin over the class's images."""
+    jobs: list[Job] = []
+    for items in folder.by_class().values():
+        stems: dict[tuple[Path, str], int] = {}
+        for it in items:
+            key = (it.path.parent, it.path.stem)
+            stems[key] = stems.get(key, 0) + 1
+        if per_class is not None:
+            count = (
+                [
+                    per_class // len(items) + (1 if i < per_class % len(items) else 0)
+                    for i in range(len(items))
+                ]
+                if items
+                else []
+            )
+        else:
+            count = [per_image or 0] * len(items)
+        for it, n in zip(items, count):
+            rel = it.path.relative_to(folder.root)
+            stem = it.path.stem
+            if stems[(it.path.parent, stem)] > 1:  # a.png and a.jpg side by side
+                stem = f"{stem}_{it.path.suffix.lstrip('.').lower()}"
+            for k in range(n):
+                jobs.append(
+                    Job(len(jobs), it, str(rel), str(rel.parent / f"{stem}_aug{k:04d}{ext}"))
+                )
+    return jobs
+
+
+# -- worker side -------------------------------------------------------------------------------
+_W: dict[str, Any] = {}
+
+
+def _init_worker(config: dict[str, Any], dst: str, fmt: str, quality: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one image per process; threads inside OpenCV only add overhead
+    _W.update(
+        pipeline=Pipeline.from_config(config),
+        dst=Path(dst),
+        fmt=fmt,
+        quality=quality,
+        cache=(None, None),
+    )
+
+
+def _run_job(job: Job) -> tuple[int, str, Any]:
+    path = job.source.path
+    cached_path, cached = _W["cache"]
+    try:
+        if cached_path == path:
+            if isinstance(cached, Exception):
+                raise cached
+            image = cached
+        else:
+            image = load_image(path)
+            _W["cache"] = (path, image)
+    except ImageReadError as e:
+        _W["cache"] = (path, e)
+        return job.index, "skipped", str(e)
+    except OSError as e:  # unreadable: permissions, vanished file, ...
+        _W["cache"] = (path, ImageReadError(f"cannot read: {e.strerror or e}"))
+        return job.index, "skipped", f"cannot read: {e.strerror or e}"
+    out, records = _W["pipeline"](image, index=job.index, return_params=True)
+    save_image(_W["dst"] / job.output, out, _W["fmt"], _W["quality"])
+    return job.index, "written", records
+
+
+def generate_folder(
+    src: str | Path,
+    dst: str | Path,
+    pipeline: Pipeline,
+    *,
+    per_image: int | None = None,
+    per_class: int | None = None,
+    workers: int = 0,
+    fmt: str = "png",
+    quality: int = 95,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> GenerateReport:
+    """Write augmented copies of the ImageFolder ``src`` into ``dst`` (class folders kept).
+
+    Args:
+        per_image: augmented copies of each image; or
+        per_class: augmented images per class, round-robin over the class's images.
+        workers: processes (0 = in this process).
+        progress: called with the number of jobs finished since the last call.
+        on_start: called with (jobs to do, jobs already done) once planning is over.
+
+    Raises ``ValueError``/``FileNotFoundError`` before writing anything if the arguments are bad.
+    """
+    src, dst = Path(src), Path(dst)
+    if (per_image is None) == (per_class is None):
+        raise ValueError("give exactly one of per_image and per_class")
+    for name, v in (("per_image", per_image), ("per_class", per_class)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {list(FORMATS)}, got {fmt!r}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in [1, 100], got {quality!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+    if pipeline.returns_tensor:
+        raise ValueError(
+            "the pipeline ends with normalize (a float tensor); images cannot be "
+            "saved from it: drop the normalize op"
+        )
+    folder = scan_image_folder(src)
+    _check_dst(src, dst)
+    config = pipeline.get_config()
+    run = {
+        "tool": "augment generate",
+        "version": _version(),
+        "seed": pipeline.seed,
+        "per_image": per_image,
+        "per_class": per_class,
+        "format": fmt,
+        "quality": quality,
+        "source": str(src.resolve()),
+        "pipeline": config,
+    }
+    run_path = dst / RUN_FILE
+    if run_path.exists():
+        import json
+
+        try:
+            old = json.loads(run_path.read_text())
+        except (OSError, ValueError):
+            old = {}
+        keys = ("seed", "per_image", "per_class", "format", "quality", "pipeline")
+        diff = [k for k in keys if old.get(k) != run.get(k)]
+        if diff:
+            raise ValueError(
+                f"DST {str(dst)!r} holds a run with other settings ({', '.join(diff)}"
+                "); use a new DST, or the same settings to resume"
+            )
+
+    report = GenerateReport(dst=dst, ignored=[str(p) for p in folder.ignored])
+    jobs = plan_jobs(folder, per_image, per_class, FORMATS[fmt])
+    report.planned = len(jobs)
+
+    # -- from here on we write --------------------------------------------------------------
+    dst.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(dst)
+    import json
+
+    atomic_write_text(run_path, json.dumps(run, indent=2) + "\n")
+    pipeline.save(dst / PIPELINE_FILE)
+    manifest = Manifest(dst / MANIFEST)
+    entries = {e["index"]: e for e in manifest.read() if "index" in e}
+    done = {
+        i
+        for i, e in entries.items()
+        if i < len(jobs) and e.get("output") == jobs[i].output and (dst / e["output"]).exists()
+    }
+    entries = {i: entries[i] for i in done}
+    todo = [j for j in jobs if j.index not in done]
+    report.already_done = len(done)
+    if on_start is not None:
+        on_start(len(todo), len(done))
+    log.info("generate: %d jobs, %d already done", len(jobs), len(done))
+
+    t0 = time.perf_counter()
+    init_args = (config, str(dst), fmt, int(quality))
+    try:
+        with manifest:
+            if workers == 0:
+                _init_worker(*init_args)
+                results = map(_run_job, todo)
+                _consume(results, jobs, entries, manifest, report, progress, pipeline.seed)
+            else:
+                # spawn, not fork: OpenCV's thread pool in this process would deadlock a fork
+                ctx = mp.get_context("spawn")
+                with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
+                    results = pool.imap(_run_job, todo, chunksize=4)
+                    _consume(results, jobs, entries, manifest, report, progress, pipeline.seed)
+    except BaseException:
+        remove_temporaries(dst)
+        raise
+    finally:
+        report.seconds = time.perf_counter() - t0
+    manifest.compact(entries[i] for i in sorted(entries))
+    return report
+
+
+def _consume(
+    results: Any,
+    jobs: list[Job],
+    entries: dict[int, Any],
+    manifest: Manifest,
+    report: GenerateReport,
+    progress: Callable[[int], None] | None,
+    seed: int,
+) -> None:
+    for index, status, payload in results:
+        job = jobs[index]
+        if status == "written":
+            entry = {
+                "index": index,
+                "source": job.source_rel,
+                "output": job.output,
+                "class": job.source.class_name,
+                "seed": seed,
+                "epoch": 0,
+                "params": payload,
+            }
+            entries[index] = entry
+            manifest.append(entry)
+            report.written += 1
+        else:
+            report.skipped.setdefault(str(job.source.path), payload)
+        if progress is not None:
+            progress(1)
+
+
+def _version() -> str:
+    from augmentor import __version__
+
+    return __version__
+
+
+# -- preview -------------------------------------------------------------------------------------
+
+
+def pick_preview_items(folder: ImageFolder, n: int) -> list[ImageItem]:
+    """Up to ``n`` images, round-robin over the classes (first images of each class)."""
+    per_class = list(folder.by_class().values())
+    out: list[ImageItem] = []
+    k = 0
+    while len(out) < n and any(k < len(v) for v in per_class):
+        for items in per_class:
+            if k < len(items) and len(out) < n:
+                out.append(items[k])
+        k += 1
+    return out
+
+
+def preview_grid(
+    src: str | Path,
+    pipeline: Pipeline,
+    out: str | Path,
+    *,
+    rows: int = 8,
+    columns: int = 6,
+    cell: int = 112,
+) -> dict[str, Any]:
+    """A PNG grid: each row an original (left) beside ``columns - 1`` augmented versions."""
+    from PIL import Image, ImageDraw
+
+    if rows < 1 or columns < 2:
+        raise ValueError(f"rows must be >= 1 and columns >= 2, got {rows} and {columns}")
+    if pipeline.returns_tensor:
+        raise ValueError("the pipeline ends with normalize; drop it to preview images")
+    folder = scan_image_folder(src)
+    items = pick_preview_items(folder, rows)
+    label_h = 14
+    grid = Image.new("RGB", (columns * cell, len(items) * (cell + label_h)), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    skipped = {}
+    for r, it in enumerate(items):
+        y = r * (cell + label_h)
+        draw.text((2, y + 1), f"{it.class_name}: {it.path.name}"[:40], fill=(0, 0, 0))
+        try:
+            image = load_image(it.path)
+        except (ImageReadError, OSError) as e:
+            skipped[str(it.path)] = str(e)
+            continue
+        views = [image] + [pipeline(image, index=r * (columns - 1) + c) for c in range(columns - 1)]
+        for c, v in enumerate(views):
+            grid.paste(_cell(v, cell), (c * cell, y + label_h))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    import io as _io
+
+    buf = _io.BytesIO()
+    grid.save(buf, format="PNG")
+    from augmentor.io import atomic_write_bytes
+
+    atomic_write_bytes(out, buf.getvalue())
+    return {"rows": len(items), "columns": columns, "skipped": skipped}
+
+
+def _cell(image: np.ndarray, cell: int) -> Any:
+    from PIL import Image
+
+    pil = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).convert("RGB")
+    scale = cell / max(pil.size)
+    new = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
+    pil = pil.resize(new, Image.NEAREST if scale >= 2 else Image.LANCZOS)
+    canvas = Image.new("RGB", (cell, cell), (255, 255, 255))
+    canvas.paste(pil, ((cell - new[0]) // 2, (cell - new[1]) // 2))
+    return canvas

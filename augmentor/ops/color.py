@@ -1,0 +1,380 @@
+"""Photometric ops.
+
+Linear colour ops (brightness, contrast, saturation, grayscale, channel shuffle, invert) describe
+an affine colour map ``x -> M x + b`` (:meth:`ColorOp.color_matrix`); consecutive ones are fused
+into one map and applied in one pass, clipping once at the end (identical to one-by-one
+application wherever no intermediate value leaves the range). Point functions (gamma, posterize,
+solarize) are fused into one lookup table on uint8 images. The rest (hue, equalize, autocontrast,
+sharpness) are plain per-image kernels.
+
+Formulas follow torchvision's ``adjust_*`` functionals (ITU-R 601-2 luma weights).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from augmentor.ops.base import (
+    Canvas,
+    Node,
+    Op,
+    Record,
+    check_number,
+    check_prob,
+    check_range,
+    max_value,
+)
+from augmentor.registry import register_op
+
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+class ColorOp(Op):
+    """An affine colour map. ``mean`` is the per-channel mean of the image it is applied to."""
+
+    kind = "color"
+
+    @classmethod
+    def color_matrix(
+        cls, params: dict[str, Any], mean: np.ndarray, vmax: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+def _factor_range(op: str, arg: str, value: Any) -> tuple[float, float]:
+    return check_range(op, arg, value, lo=0.0, center=1.0)
+
+
+class _FactorOp(ColorOp):
+    def __init__(self, factor: float | tuple[float, float] = 0.2, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.factor = _factor_range(self.name, "factor", factor)
+
+    def make_params(self, rng, canvas):
+        return {"factor": float(rng.uniform(*self.factor))}
+
+
+def _gray(mean: np.ndarray) -> float:
+    return float(LUMA @ mean) if mean.shape[0] == 3 else float(mean[0])
+
+
+@register_op("brightness")
+class Brightness(_FactorOp):
+    """Multiply by a factor in ``factor`` (``f`` means ``(1 - f, 1 + f)``)."""
+
+    @classmethod
+    def color_matrix(cls, params, mean, vmax):
+        c = mean.shape[0]
+        return np.eye(c) * params["factor"], np.zeros(c)
+
+
+@register_op("contrast")
+class Contrast(_FactorOp):
+    """Blend with the mean grey level of the image."""
+
+    @classmethod
+    def color_matrix(cls, params, mean, vmax):
+        c, f = mean.shape[0], params["factor"]
+        return np.eye(c) * f, np.full(c, (1.0 - f) * _gray(mean))
+
+
+@register_op("saturation")
+class Saturation(_FactorOp):
+    """Blend with the grey version of the image (no-op on 1-channel images)."""
+
+    @classmethod
+    def color_matrix(cls, params, mean, vmax):
+        c, f = mean.shape[0], params["factor"]
+        if c != 3:
+            return np.eye(c), np.zeros(c)
+        return f * np.eye(3) + (1 - f) * np.outer(np.ones(3), LUMA), np.zeros(3)
+
+
+@register_op("grayscale")
+class Grayscale(ColorOp):
+    """Replace each channel by the luma (the image keeps its channel count)."""
+
+    def __init__(self, p: float = 0.1) -> None:
+        super().__init__(p=p)
+
+    @classmethod
+    def color_matrix(cls, params, mean, vmax):
+        c = mean.shape[0]
+        if c != 3:
+            return np.eye(c), np.zeros(c)
+        return np.outer(np.ones(3), LUMA), np.zeros(3)
+
+
+@register_op("channel_shuffle")
+class ChannelShuffle(ColorOp):
+    """Permute the colour channels randomly."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__(p=p)
+
+    def make_params(self, rng, canvas):
+        return {"perm": rng.permutation(canvas.channels).tolist()}
+
+    @classmethod
+    def color_matrix(cls, params, mean, vmax):
+        c = mean.shape[0]
+        perm = params["perm"] if len(params["perm"]) == c else list(range(c))
+        return np.eye(c)[perm], np.zeros(c)
+
+
+@register_op("invert")
+class Invert(ColorOp):
+    """``max - x``."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__(p=p)
+
+    @classmethod
+    def color_matrix(cls, params, mean, vmax):
+        c = mean.shape[0]
+        return -np.eye(c), np.full(c, vmax)
+
+
+@register_op("color_jitter")
+class ColorJitter(Node):
+    """torchvision's ColorJitter: brightness, contrast, saturation and hue factors, applied in a
+    random order. Expands into the leaf records of those ops (so they fuse)."""
+
+    def __init__(
+        self,
+        brightness: float | tuple[float, float] = 0.0,
+        contrast: float | tuple[float, float] = 0.0,
+        saturation: float | tuple[float, float] = 0.0,
+        hue: float | tuple[float, float] = 0.0,
+        p: float = 1.0,
+    ) -> None:
+        self.p = check_prob(self.name, p)
+        self.brightness = _factor_range(self.name, "brightness", brightness)
+        self.contrast = _factor_range(self.name, "contrast", contrast)
+        self.saturation = _factor_range(self.name, "saturation", saturation)
+        self.hue = check_range(self.name, "hue", hue, lo=-0.5, hi=0.5)
+
+    def sample(self, rng: np.random.Generator, canvas: Canvas, out: list[Record]) -> None:
+        if self.p < 1.0 and not rng.random() < self.p:
+            return
+        order = rng.permutation(4)
+        for i in order:
+            name, rng_range = [
+                ("brightness", self.brightness),
+                ("contrast", self.contrast),
+                ("saturation", self.saturation),
+                ("hue", self.hue),
+            ][i]
+            neutral = (0.0, 0.0) if name == "hue" else (1.0, 1.0)
+            if tuple(rng_range) == neutral:
+                continue
+            key = "shift" if name == "hue" else "factor"
+            out.append({"op": name, "params": {key: float(rng.uniform(*rng_range))}})
+
+
+# --------------------------------------------------------------------------------------------
+# Point functions: fused into one lookup table on uint8
+# --------------------------------------------------------------------------------------------
+
+
+class LutOp(Op):
+    """A function of each value alone, on values scaled to [0, 1]."""
+
+    kind = "lut"
+
+    @classmethod
+    def lut_fn(cls, params: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+        raise NotImplementedError
+
+
+@register_op("gamma")
+class Gamma(LutOp):
+    """``gain * x ** gamma`` with gamma drawn from ``gamma``."""
+
+    def __init__(
+        self, gamma: float | tuple[float, float] = (0.7, 1.5), gain: float = 1.0, p: float = 1.0
+    ) -> None:
+        super().__init__(p=p)
+        if isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
+            g = check_number(self.name, "gamma", gamma, lo=1e-3)
+            self.gamma = (g, g)
+        else:
+            self.gamma = check_range(self.name, "gamma", gamma, lo=1e-3)
+        self.gain = check_number(self.name, "gain", gain, lo=0.0)
+
+    def make_params(self, rng, canvas):
+        lo, hi = np.log(self.gamma[0]), np.log(self.gamma[1])
+        return {"gamma": float(np.exp(rng.uniform(lo, hi))), "gain": self.gain}
+
+    @classmethod
+    def lut_fn(cls, params):
+        g, gain = params["gamma"], params.get("gain", 1.0)
+        return lambda x: gain * np.power(x, g)
+
+
+@register_op("posterize")
+class Posterize(LutOp):
+    """Keep ``bits`` bits per channel (drawn from ``bits`` if a range)."""
+
+    def __init__(self, bits: int | tuple[int, int] = 4, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        if isinstance(bits, (int, float)) and not isinstance(bits, bool):
+            b = int(check_number(self.name, "bits", bits, 1, 8, integer=True))
+            self.bits = (b, b)
+        else:
+            self.bits = check_range(self.name, "bits", bits, lo=1, hi=8, integer=True)
+
+    def make_params(self, rng, canvas):
+        return {"bits": int(rng.integers(self.bits[0], self.bits[1] + 1))}
+
+    @classmethod
+    def lut_fn(cls, params):
+        mask = (0xFF << (8 - params["bits"])) & 0xFF
+        return lambda x: (np.floor(x * 255 + 0.5).astype(np.int64) & mask) / 255.0
+
+
+@register_op("solarize")
+class Solarize(LutOp):
+    """Invert the values at or above ``threshold`` (a fraction of the maximum)."""
+
+    def __init__(self, threshold: float | tuple[float, float] = 0.5, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+            t = check_number(self.name, "threshold", threshold, 0.0, 1.0)
+            self.threshold = (t, t)
+        else:
+            self.threshold = check_range(self.name, "threshold", threshold, lo=0.0, hi=1.0)
+
+    def make_params(self, rng, canvas):
+        return {"threshold": float(rng.uniform(*self.threshold))}
+
+    @classmethod
+    def lut_fn(cls, params):
+        t = params["threshold"]
+        return lambda x: np.where(x >= t - 1e-9, 1.0 - x, x)
+
+
+# --------------------------------------------------------------------------------------------
+# Per-image photometric kernels
+# --------------------------------------------------------------------------------------------
+
+
+def _as_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def _back(result_u8: np.ndarray, like: np.ndarray) -> np.ndarray:
+    if like.dtype == np.uint8:
+        return result_u8
+    return result_u8.astype(np.float32) / 255.0
+
+
+@register_op("hue")
+class Hue(Op):
+    """Shift the hue by a fraction of the colour wheel drawn from ``shift`` (in [-0.5, 0.5])."""
+
+    def __init__(self, shift: float | tuple[float, float] = 0.1, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.shift = check_range(self.name, "shift", shift, lo=-0.5, hi=0.5)
+
+    def make_params(self, rng, canvas):
+        return {"shift": float(rng.uniform(*self.shift))}
+
+    @classmethod
+    def apply_np(cls, image, params):
+        import cv2
+
+        if image.shape[2] != 3 or params["shift"] == 0:
+            return image
+        if image.dtype == np.uint8:
+            hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL)
+            shift = int(round(params["shift"] * 256)) % 256
+            lut = ((np.arange(256) + shift) % 256).astype(np.uint8)
+            hsv[..., 0] = cv2.LUT(hsv[..., 0], lut)
+            return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL)
+        hsv = cv2.cvtColor(image.astype(np.float32), cv2.COLOR_RGB2HSV)  # hue in degrees
+        hsv[..., 0] = np.mod(hsv[..., 0] + params["shift"] * 360.0, 360.0)
+        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+@register_op("equalize")
+class Equalize(Op):
+    """Histogram equalisation of each channel."""
+
+    def __init__(self, p: float = 1.0) -> None:
+        super().__init__(p=p)
+
+    @classmethod
+    def apply_np(cls, image, params):
+        import cv2
+
+        u8 = _as_uint8(image)
+        out = np.stack(
+            [cv2.equalizeHist(np.ascontiguousarray(u8[..., c])) for c in range(u8.shape[2])], axis=2
+        )
+        return _back(out, image)
+
+
+@register_op("autocontrast")
+class AutoContrast(Op):
+    """Stretch each channel so its minimum maps to 0 and its maximum to the top of the range."""
+
+    def __init__(self, p: float = 1.0) -> None:
+        super().__init__(p=p)
+
+    @classmethod
+    def apply_np(cls, image, params):
+        vmax = max_value(image)
+        x = image.reshape(-1, image.shape[2])
+        lo, hi = x.min(axis=0).astype(np.float32), x.max(axis=0).astype(np.float32)
+        flat = hi <= lo
+        scale = np.where(flat, 1.0, vmax / np.maximum(hi - lo, 1e-12)).astype(np.float32)
+        lo = np.where(flat, 0.0, lo).astype(np.float32)
+        out = (image.astype(np.float32) - lo) * scale
+        if image.dtype == np.uint8:
+            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        return np.clip(out, 0, 1).astype(np.float32)
+
+
+@register_op("sharpness")
+class Sharpness(Op):
+    """Blend with a smoothed copy (torchvision's 3x3 kernel; border pixels kept); factor 0 gives
+    the smoothed image, 1 the original, 2 a sharper one."""
+
+    def __init__(self, factor: float | tuple[float, float] = (0.5, 2.0), p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.factor = _factor_range(self.name, "factor", factor)
+
+    def make_params(self, rng, canvas):
+        return {"factor": float(rng.uniform(*self.factor))}
+
+    @classmethod
+    def apply_np(cls, image, params):
+        import cv2
+
+        h, w = image.shape[:2]
+        if h <= 2 or w <= 2:
+            return image
+        kernel = np.ones((3, 3), np.float32)
+        kernel[1, 1] = 5.0
+        kernel /= 13.0
+        x = image.astype(np.float32)
+        blurred = cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+        if blurred.ndim == 2:
+            blurred = blurred[..., None]
+        blurred[0, :] = x[0, :]
+        blurred[-1, :] = x[-1, :]
+        blurred[:, 0] = x[:, 0]
+        blurred[:, -1] = x[:, -1]
+        if image.dtype == np.uint8:
+            blurred = np.rint(blurred)  # torchvision rounds the smoothed image on uint8
+        f = params["factor"]
+        out = f * x + (1 - f) * blurred
+        if image.dtype == np.uint8:
+            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        return np.clip(out, 0, 1).astype(np.float32)

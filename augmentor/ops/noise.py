@@ -1,0 +1,226 @@
+"""Blur, noise and compression ops.
+
+Noise is regenerated from a seed kept in the params (an int, not an array), so a record stays
+small, serialisable and replays the same noise on every backend.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from augmentor.ops.base import Op, check_number, check_range, max_value
+from augmentor.registry import register_op
+
+
+def _finish(out: np.ndarray, like: np.ndarray) -> np.ndarray:
+    if like.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _keep_channels(out: np.ndarray, like: np.ndarray) -> np.ndarray:
+    return out[..., None] if out.ndim == 2 and like.ndim == 3 else out
+
+
+@register_op("gaussian_blur")
+class GaussianBlur(Op):
+    """Gaussian blur with sigma drawn from ``sigma``; ``kernel_size`` 0 derives it from sigma."""
+
+    def __init__(
+        self, sigma: float | tuple[float, float] = (0.1, 2.0), kernel_size: int = 0, p: float = 1.0
+    ) -> None:
+        super().__init__(p=p)
+        if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
+            s = check_number(self.name, "sigma", sigma, lo=1e-3)
+            self.sigma = (s, s)
+        else:
+            self.sigma = check_range(self.name, "sigma", sigma, lo=1e-3)
+        k = int(check_number(self.name, "kernel_size", kernel_size, lo=0, integer=True))
+        if k and k % 2 == 0:
+            raise ValueError(f"{self.name}: kernel_size must be odd or 0, got {kernel_size!r}")
+        self.kernel_size = k
+
+    def make_params(self, rng, canvas):
+        sigma = float(rng.uniform(*self.sigma))
+        k = self.kernel_size or int(2 * math.ceil(3 * sigma) + 1)
+        return {"sigma": sigma, "kernel_size": k}
+
+    @classmethod
+    def apply_np(cls, image, params):
+        import cv2
+
+        k = params["kernel_size"]
+        out = cv2.GaussianBlur(image, (k, k), params["sigma"], borderType=cv2.BORDER_REFLECT_101)
+        return _keep_channels(out, image)
+
+
+def motion_kernel(length: int, angle: float) -> np.ndarray:
+    """A normalised line kernel of ``length`` pixels at ``angle`` degrees (hand-written: neither
+    torchvision nor OpenCV ships one)."""
+    import cv2
+
+    k = np.zeros((length, length), np.float32)
+    k[length // 2, :] = 1.0
+    rot = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), angle, 1.0)
+    k = cv2.warpAffine(k, rot, (length, length), flags=cv2.INTER_LINEAR)
+    s = k.sum()
+    return k / s if s > 0 else np.eye(length, dtype=np.float32) / length
+
+
+@register_op("motion_blur")
+class MotionBlur(Op):
+    """Blur along a line of random length (odd, in ``kernel_size``) and direction."""
+
+    def __init__(self, kernel_size: int | tuple[int, int] = (3, 9), p: float = 1.0) -> None:
+        super().__init__(p=p)
+        if isinstance(kernel_size, (int, float)) and not isinstance(kernel_size, bool):
+            k = int(check_number(self.name, "kernel_size", kernel_size, lo=3, integer=True))
+            self.kernel_size = (k, k)
+        else:
+            self.kernel_size = check_range(
+                self.name, "kernel_size", kernel_size, lo=3, integer=True
+            )
+
+    def make_params(self, rng, canvas):
+        lo, hi = self.kernel_size
+        odd = [k for k in range(lo, hi + 1) if k % 2 == 1] or [lo | 1]
+        return {"length": int(rng.choice(odd)), "angle": float(rng.uniform(0, 180))}
+
+    @classmethod
+    def apply_np(cls, image, params):
+        import cv2
+
+        k = motion_kernel(params["length"], params["angle"])
+        out = cv2.filter2D(image, -1, k, borderType=cv2.BORDER_REFLECT_101)
+        return _keep_channels(out, image)
+
+
+@register_op("gaussian_noise")
+class GaussianNoise(Op):
+    """Add Gaussian noise with standard deviation drawn from ``std`` (fraction of the maximum)."""
+
+    def __init__(
+        self,
+        std: float | tuple[float, float] = (0.01, 0.05),
+        per_channel: bool = True,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p=p)
+        if isinstance(std, (int, float)) and not isinstance(std, bool):
+            s = check_number(self.name, "std", std, 0.0, 1.0)
+            self.std = (s, s)
+        else:
+            self.std = check_range(self.name, "std", std, lo=0.0, hi=1.0)
+        self.per_channel = bool(per_channel)
+
+    def make_params(self, rng, canvas):
+        return {
+            "std": float(rng.uniform(*self.std)),
+            "per_channel": self.per_channel,
+            "seed": int(rng.integers(2**31)),
+        }
+
+    @classmethod
+    def apply_np(cls, image, params):
+        h, w, c = image.shape
+        g = np.random.default_rng(params["seed"])
+        shape = (h, w, c) if params["per_channel"] else (h, w, 1)
+        noise = g.standard_normal(shape, dtype=np.float32) * (params["std"] * max_value(image))
+        return _finish(image.astype(np.float32) + noise, image)
+
+
+@register_op("speckle_noise")
+class SpeckleNoise(Op):
+    """Multiplicative noise: ``x * (1 + n)`` with ``n`` Gaussian of std drawn from ``std``."""
+
+    def __init__(self, std: float | tuple[float, float] = (0.05, 0.2), p: float = 1.0) -> None:
+        super().__init__(p=p)
+        if isinstance(std, (int, float)) and not isinstance(std, bool):
+            s = check_number(self.name, "std", std, 0.0, 2.0)
+            self.std = (s, s)
+        else:
+            self.std = check_range(self.name, "std", std, lo=0.0, hi=2.0)
+
+    def make_params(self, rng, canvas):
+        return {"std": float(rng.uniform(*self.std)), "seed": int(rng.integers(2**31))}
+
+    @classmethod
+    def apply_np(cls, image, params):
+        g = np.random.default_rng(params["seed"])
+        n = g.standard_normal(image.shape, dtype=np.float32) * params["std"]
+        return _finish(image.astype(np.float32) * (1.0 + n), image)
+
+
+@register_op("salt_pepper")
+class SaltPepper(Op):
+    """Set a fraction ``amount`` of pixels to the maximum (salt) or zero (pepper)."""
+
+    def __init__(
+        self,
+        amount: float | tuple[float, float] = (0.01, 0.05),
+        salt_vs_pepper: float = 0.5,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p=p)
+        if isinstance(amount, (int, float)) and not isinstance(amount, bool):
+            a = check_number(self.name, "amount", amount, 0.0, 1.0)
+            self.amount = (a, a)
+        else:
+            self.amount = check_range(self.name, "amount", amount, lo=0.0, hi=1.0)
+        self.salt_vs_pepper = check_number(self.name, "salt_vs_pepper", salt_vs_pepper, 0.0, 1.0)
+
+    def make_params(self, rng, canvas):
+        return {
+            "amount": float(rng.uniform(*self.amount)),
+            "salt_vs_pepper": self.salt_vs_pepper,
+            "seed": int(rng.integers(2**31)),
+        }
+
+    @classmethod
+    def apply_np(cls, image, params):
+        h, w = image.shape[:2]
+        g = np.random.default_rng(params["seed"])
+        u = g.random((h, w), dtype=np.float32)
+        out = image.copy()
+        amount, svp = params["amount"], params["salt_vs_pepper"]
+        out[u < amount * svp] = max_value(image)
+        out[(u >= amount * svp) & (u < amount)] = 0
+        return out
+
+
+@register_op("jpeg")
+class Jpeg(Op):
+    """Re-encode as JPEG with a quality drawn from ``quality`` (compression artefacts)."""
+
+    def __init__(self, quality: int | tuple[int, int] = (30, 90), p: float = 1.0) -> None:
+        super().__init__(p=p)
+        if isinstance(quality, (int, float)) and not isinstance(quality, bool):
+            q = int(check_number(self.name, "quality", quality, 1, 100, integer=True))
+            self.quality = (q, q)
+        else:
+            self.quality = check_range(self.name, "quality", quality, lo=1, hi=100, integer=True)
+
+    def make_params(self, rng, canvas):
+        return {"quality": int(rng.integers(self.quality[0], self.quality[1] + 1))}
+
+    @classmethod
+    def apply_np(cls, image, params):
+        import cv2
+
+        u8 = (
+            image
+            if image.dtype == np.uint8
+            else np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+        )
+        bgr = u8[..., ::-1] if u8.shape[2] == 3 else u8[..., 0]
+        ok, buf = cv2.imencode(
+            ".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, params["quality"]]
+        )
+        if not ok:  # pragma: no cover - OpenCV always encodes uint8 HWC
+            raise RuntimeError("jpeg: OpenCV failed to encode the image")
+        dec = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        dec = dec[..., ::-1] if dec.ndim == 3 else dec[..., None]
+        dec = np.ascontiguousarray(dec)
+        return dec if image.dtype == np.uint8 else dec.astype(np.float32) / 255.0

@@ -1,0 +1,1 @@
+"""The ``augment`` command line (thin click adapters over the library)."""

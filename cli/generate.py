@@ -1,0 +1,129 @@
+"""``augment generate SRC DST``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from cli.options import pipeline_options, resolve_pipeline
+
+GENERATOR_MARKER = "generator_config.json"  # a saved generator directory (generative issue)
+
+
+@click.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option(
+    "--per-image",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Augmented copies of each source image.",
+)
+@click.option(
+    "--per-class",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Instead: augmented images per class (round-robin over its images).",
+)
+@pipeline_options()
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Worker processes (0: in this process). Output is identical for any value.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default="png", show_default=True
+)
+@click.option(
+    "--quality",
+    type=click.IntRange(1, 100),
+    default=95,
+    show_default=True,
+    help="JPEG/WebP quality.",
+)
+def generate(
+    src: Path,
+    dst: Path,
+    per_image: int | None,
+    per_class: int | None,
+    preset: str | None,
+    pipeline_file: Path | None,
+    seed: int | None,
+    workers: int,
+    fmt: str,
+    quality: int,
+) -> int:
+    """Write augmented copies of the image folder SRC (one sub-folder per class) into DST.
+
+    DST gets the class folders, manifest.jsonl (source, output, class, seed and the exact
+    sampled parameters of every image), the resolved pipeline.yaml and run.json. Rerunning the
+    same command resumes an interrupted run. Exit code 3: finished, but some inputs were
+    unreadable (listed).
+    """
+    from cli.main import EXIT_SKIPPED, fail
+
+    if (src / GENERATOR_MARKER).exists():
+        fail(f"SRC {str(src)!r} is a saved generator; sampling generators is not available yet")
+    if per_image is None and per_class is None:
+        raise click.UsageError("give --per-image N or --per-class N")
+    if per_image is not None and per_class is not None:
+        raise click.UsageError("--per-image and --per-class are mutually exclusive")
+    if not src.exists():
+        raise click.BadParameter(f"{str(src)!r} does not exist", param_hint="'SRC'")
+    pipe = resolve_pipeline(preset, pipeline_file, seed)
+
+    from augmentor.jobs import generate_folder
+
+    bar_holder: dict = {}
+
+    def on_start(todo: int, done: int) -> None:
+        if done:
+            click.echo(f"Resuming: {done} images already written.", err=True)
+        bar = click.progressbar(
+            length=todo, label="augmenting", file=sys.stderr, show_pos=True, show_eta=True
+        )
+        bar.__enter__()
+        bar_holder["bar"] = bar
+
+    def progress(n: int) -> None:
+        bar_holder["bar"].update(n)
+
+    try:
+        report = generate_folder(
+            src,
+            dst,
+            pipe,
+            per_image=per_image,
+            per_class=per_class,
+            workers=workers,
+            fmt=fmt,
+            quality=quality,
+            progress=progress,
+            on_start=on_start,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        if "bar" in bar_holder:
+            bar_holder["bar"].__exit__(None, None, None)
+        click.echo(
+            "\nInterrupted: finished images are kept; rerun the same command to resume.", err=True
+        )
+        sys.exit(130)
+    finally:
+        if "bar" in bar_holder:
+            bar_holder["bar"].__exit__(None, None, None)
+    click.echo(
+        f"written {report.written}, already done {report.already_done}, "
+        f"skipped {len(report.skipped)} source images, {report.seconds:.1f} s, "
+        f"{report.images_per_second:.1f} images/s -> {dst}"
+    )
+    for path, reason in sorted(report.skipped.items()):
+        click.echo(f"  skipped {path}: {reason}")
+    if report.ignored:
+        click.echo(f"  ignored {len(report.ignored)} non-image files (e.g. {report.ignored[0]})")
+    return EXIT_SKIPPED if report.skipped else 0

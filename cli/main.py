@@ -1,0 +1,80 @@
+"""``augment``: the command group.
+
+Subcommands are imported only when invoked (click's lazy-loading pattern), and nothing here
+imports torch, so ``augment --help`` is instant. Errors are one line: ``Error: ...`` with exit
+code 2 for bad usage or input, 1 for a failure at run time, 3 for a run that finished but
+skipped unreadable inputs, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+EXIT_SKIPPED = 3
+EXIT_INTERRUPTED = 130
+
+COMMANDS = {
+    "generate": ("cli.generate", "generate", "Write augmented copies of an image folder."),
+    "preview": ("cli.preview", "preview", "Write a PNG grid of originals beside augmented ones."),
+    "data": ("cli.data", "data", "Export the bundled and offline datasets as image folders."),
+    "ops": ("cli.ops", "ops", "List the augmentation ops, containers, policies and presets."),
+    "demo": ("cli.demo", "demo", "Run the end-to-end demo on the bundled data."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="smallaug", prog_name="augment")
+@click.option("-v", "--verbose", count=True, help="Log more (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Augmentation and transfer learning for small image datasets."""
+    import logging
+
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-line error and exit."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        rv = cli.main(args=argv, prog_name="augment", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as e:
+        msg = e.format_message().replace("\n", " ")
+        if isinstance(e, click.UsageError) and e.ctx is not None:
+            msg = f"{msg} (see '{e.ctx.command_path} --help')"
+        click.echo(f"Error: {msg}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Options shared by commands, and the pipeline they resolve to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+# Kept here (not imported from augmentor) so that --help needs no import; a test checks that
+# it matches augmentor.list_presets().
+PRESETS = ["augmix", "heavy", "light", "medium", "randaugment", "trivialaugment"]
+
+
+def pipeline_options(default_preset: str = "medium") -> Any:
+    def deco(f: Any) -> Any:
+        f = click.option(
+            "--seed",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Pipeline seed (default: the pipeline file's, or 0).",
+        )(f)
+        f = click.option(
+            "--pipeline",
+            "pipeline_file",
+            type=click.Path(path_type=Path),
+            help="A pipeline YAML/JSON file (see `augment ops`).",
+        )(f)
+        f = click.option(
+            "--preset",
+            type=click.Choice(PRESETS),
+            default=None,
+            help=f"A named pipeline [default: {default_preset}].",
+        )(f)
+        return f
+
+    return deco
+
+
+def resolve_pipeline(
+    preset: str | None, pipeline_file: Path | None, seed: int | None, default_preset: str = "medium"
+) -> Any:
+    """Build the pipeline from --preset / --pipeline / --seed, or raise click.BadParameter."""
+    from augmentor import Pipeline
+    from augmentor import preset as make_preset
+
+    if preset is not None and pipeline_file is not None:
+        raise click.UsageError("--preset and --pipeline are mutually exclusive")
+    if pipeline_file is not None:
+        if not pipeline_file.is_file():
+            raise click.BadParameter(
+                f"{str(pipeline_file)!r} is not a file", param_hint="'--pipeline'"
+            )
+        try:
+            pipe = Pipeline.load(pipeline_file)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--pipeline'") from None
+        if seed is not None:
+            pipe.seed = seed
+        return pipe
+    return make_preset(preset or default_preset, seed=seed or 0)
