@@ -307,6 +307,9 @@ def _parse_inputs(inputs: Any) -> _Parsed:
         parsed.rebuild_fn = rebuild_single
         return parsed
 
+    if not isinstance(inputs, (tuple, list, dict)):
+        to_hwc(inputs)  # raises the TypeError that names what was passed
+
     from torch.utils._pytree import tree_flatten, tree_unflatten
 
     flat, spec = tree_flatten(inputs)
@@ -353,7 +356,7 @@ def _parse_inputs(inputs: Any) -> _Parsed:
         if _tv_kind(b) == "boxes":
             from torchvision.transforms.v2 import functional as TF
 
-            xyxy = TF.convert_bounding_box_format(b.as_subclass(type(b)), new_format="XYXY")
+            xyxy = TF.convert_bounding_box_format(b, new_format="XYXY")
             parsed.boxes_np = xyxy.detach().cpu().numpy().astype(np.float64).reshape(-1, 4)
         else:
             parsed.boxes_np = np.asarray(b, dtype=np.float64).reshape(-1, 4)

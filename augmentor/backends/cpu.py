@@ -222,11 +222,13 @@ def run_steps(steps: list, sample: Sample) -> Sample:
     import cv2
 
     img, mask, boxes, kps = sample.image, sample.mask, sample.boxes, sample.keypoints
+    if mask is not None:
+        mask = _as_3d(mask)
     for step in steps:
         if isinstance(step, WarpStep):
             img = warp_image(step, img)
             if mask is not None:
-                mask = _as_3d(warp_image(step, _as_3d(mask), "nearest", 0.0))
+                mask = _as_3d(warp_image(step, mask, "nearest", 0.0))
             if boxes is not None:
                 boxes = _transform_boxes(step.matrix, boxes, step.out_size)
             if kps is not None and kps.size:
@@ -244,7 +246,7 @@ def run_steps(steps: list, sample: Sample) -> Sample:
             map_x, map_y = cls.field(p, step.size)
             img = _remap(img, map_x, map_y, p.get("interpolation", "bilinear"), p.get("fill", 0.0))
             if mask is not None:
-                mask = _remap(_as_3d(mask), map_x, map_y, "nearest", 0.0)
+                mask = _remap(mask, map_x, map_y, "nearest", 0.0)
             if kps is not None and kps.size:
                 kps = _field_points(map_x, map_y, kps).astype(kps.dtype, copy=False)
             if boxes is not None and boxes.size:

@@ -311,13 +311,25 @@ class Equalize(Op):
 
     @classmethod
     def apply_np(cls, image, params):
-        import cv2
-
         u8 = _as_uint8(image)
-        out = np.stack(
-            [cv2.equalizeHist(np.ascontiguousarray(u8[..., c])) for c in range(u8.shape[2])], axis=2
-        )
+        out = np.empty_like(u8)
+        for c in range(u8.shape[2]):
+            lut = equalize_lut(np.bincount(u8[..., c].ravel(), minlength=256))
+            out[..., c] = lut[u8[..., c]]
         return _back(out, image)
+
+
+def equalize_lut(hist: np.ndarray) -> np.ndarray:
+    """PIL's ImageOps.equalize table, which torchvision's equalize also follows (OpenCV's
+    equalizeHist maps the lowest level differently, so it is not used)."""
+    nonzero = hist[hist > 0]
+    if len(nonzero) <= 1:
+        return np.arange(256, dtype=np.uint8)
+    step = (int(nonzero.sum()) - int(nonzero[-1])) // 255
+    if step == 0:
+        return np.arange(256, dtype=np.uint8)
+    cum = np.concatenate([[0], np.cumsum(hist)[:-1]])
+    return np.minimum((step // 2 + cum) // step, 255).astype(np.uint8)
 
 
 @register_op("autocontrast")

@@ -1,0 +1,77 @@
+"""The probability and determinism contracts."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import augmentor
+from augmentor import AugmentedDataset, Pipeline
+
+
+@pytest.mark.parametrize("p", [0.0, 0.01, 0.3, 0.5, 1.0])
+def test_p_means_exactly_p(p):
+    """The applied fraction is within 4.5 binomial standard deviations of p."""
+    pipe = Pipeline([augmentor.HorizontalFlip(p=p)], seed=11)
+    n = 20000
+    hits = sum(bool(pipe.sample_params((8, 8), index=i)) for i in range(n))
+    sd = math.sqrt(n * p * (1 - p))
+    assert abs(hits - n * p) <= 4.5 * sd, (hits, n * p)  # exact 0 and n for p = 0 and 1
+
+
+def test_p_in_containers():
+    pipe = Pipeline(
+        [augmentor.OneOf([augmentor.HorizontalFlip(p=1.0), augmentor.VerticalFlip(p=1.0)], p=0.2)],
+        seed=1,
+    )
+    n = 10000
+    hits = sum(bool(pipe.sample_params((8, 8), index=i)) for i in range(n))
+    assert abs(hits - 2000) <= 4.5 * math.sqrt(n * 0.2 * 0.8)
+
+
+def test_pure_function_of_seed_epoch_index(photo):
+    a = augmentor.preset("heavy", seed=7)
+    b = augmentor.preset("heavy", seed=7)
+    for idx in range(5):
+        np.testing.assert_array_equal(a(photo, index=idx, epoch=2), b(photo, index=idx, epoch=2))
+    assert not np.array_equal(a(photo, index=0, epoch=0), a(photo, index=0, epoch=1))
+    assert not np.array_equal(a(photo, index=0), a(photo, index=1))
+    c = augmentor.preset("heavy", seed=8)
+    assert not np.array_equal(a(photo, index=0), c(photo, index=0))
+
+
+def test_negative_seed_rejected():
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, got -1"):
+        Pipeline([augmentor.HorizontalFlip()], seed=-1)
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, photo):
+        self.photo = photo
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        return np.roll(self.photo, i, axis=1), i
+
+
+def _epoch(ds, workers):
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=4, num_workers=workers, collate_fn=lambda b: b
+    )
+    return [(np.asarray(x), y) for batch in loader for x, y in batch]
+
+
+def test_dataloader_output_independent_of_worker_count(photo):
+    pipe = augmentor.preset("medium", seed=3)
+    ds = AugmentedDataset(_Images(photo), pipe)
+    ds.set_epoch(1)
+    single = _epoch(ds, 0)
+    multi = _epoch(ds, 2)
+    assert [y for _, y in single] == [y for _, y in multi]
+    for (a, _), (b, _) in zip(single, multi):
+        np.testing.assert_array_equal(a, b)
+    ds.set_epoch(2)
+    assert not all(np.array_equal(a, b) for (a, _), (b, _) in zip(single, _epoch(ds, 0)))
