@@ -19,7 +19,7 @@ import augmentor.ops  # noqa: F401  (registers the ops)
 from augmentor.backends.cpu import Sample, run_steps
 from augmentor.backends.plan import plan
 from augmentor.convert import is_image_like, to_hwc
-from augmentor.ops.base import Canvas, Node, Record
+from augmentor.ops.base import Canvas, Node, Record, SampleRng
 from augmentor.registry import OPS
 
 FORMAT_VERSION = 1
@@ -31,6 +31,10 @@ def rng_for(seed: int, epoch: int, index: int) -> np.random.Generator:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
     return np.random.default_rng([int(seed), int(epoch), int(index)])
+
+
+def _rng(gen: np.random.Generator) -> SampleRng:
+    return gen if isinstance(gen, SampleRng) else SampleRng(gen)
 
 
 class Pipeline:
@@ -94,6 +98,7 @@ class Pipeline:
                 index = self._calls
                 self._calls += 1
             rng = rng_for(self.seed, epoch, index)
+        rng = _rng(rng)
         canvas = Canvas(int(size[0]), int(size[1]), int(channels))
         out: list[Record] = []
         for op in self.ops:
@@ -114,6 +119,19 @@ class Pipeline:
         rng: np.random.Generator | None = None,
         return_params: bool = False,
     ) -> Any:
+        if (
+            isinstance(inputs, np.ndarray)
+            and inputs.dtype == np.uint8
+            and inputs.ndim == 3
+            and inputs.shape[2] in (1, 3)
+            and inputs.flags.c_contiguous
+        ):
+            # fast path: the common HWC uint8 image needs no conversion either way
+            shape = inputs.shape
+            records = self.sample_params(shape[:2], shape[2], index=index, epoch=epoch, rng=rng)
+            out = run_steps(plan(records, shape[:2]), Sample(inputs)).image
+            out = _final_tensor(out) if self.returns_tensor else out
+            return (out, records) if return_params else out
         parsed = _parse_inputs(inputs)
         img = parsed.image_np
         records = self.sample_params(img.shape[:2], img.shape[2], index=index, epoch=epoch, rng=rng)

@@ -44,6 +44,9 @@ def test_dict_of_numpy_targets_follow(name):
         x0, y0, x1, y1 = out["boxes"][0]
         assert x0 <= xs.min() + 2 and y0 <= ys.min() + 2
         assert x1 >= xs.max() - 1 and y1 >= ys.max() - 1
+        h, w = m.shape
+        if xs.min() == 0 or ys.min() == 0 or xs.max() == w - 1 or ys.max() == h - 1:
+            continue  # square cut by the border: its visible centroid is not its centre
         kx, ky = out["keypoints"][0]
         # the moved centre point stays near the centroid of the moved square
         assert abs(kx - (xs.mean() + 0.5)) < 6 and abs(ky - (ys.mean() + 0.5)) < 6

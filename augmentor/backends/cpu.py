@@ -144,7 +144,7 @@ def warp_image(
     if not step.perspective and interp != "nearest" and view.size:
         # Shrinking by more than 2x: area-average first so the warp does not alias
         # (one cheap cv2.resize of the (cropped) view; warpAffine has no antialiasing).
-        s = float(np.sqrt(abs(np.linalg.det(a[:2, :2]))))
+        s = abs(a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]) ** 0.5
         if s < 0.5:
             vh, vw = view.shape[:2]
             nw, nh = max(1, int(round(vw * s * 1.5))), max(1, int(round(vh * s * 1.5)))

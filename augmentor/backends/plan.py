@@ -34,16 +34,17 @@ class WarpStep:
 
     @property
     def perspective(self) -> bool:
-        return not np.allclose(self.matrix[2], [0.0, 0.0, 1.0])
+        m = self.matrix
+        return abs(m[2, 0]) > 1e-12 or abs(m[2, 1]) > 1e-12 or abs(m[2, 2] - 1.0) > 1e-12
 
     def is_integer_shift(self) -> bool:
         """Flips and integer translations only: executed by slicing, with no interpolation."""
-        a = self.matrix
-        if self.perspective or abs(a[0, 1]) > 1e-9 or abs(a[1, 0]) > 1e-9:
+        (a, b, tx), (c, d, ty) = self.matrix[0].tolist(), self.matrix[1].tolist()
+        if self.perspective or abs(b) > 1e-9 or abs(c) > 1e-9:
             return False
-        if not (abs(abs(a[0, 0]) - 1) < 1e-9 and abs(abs(a[1, 1]) - 1) < 1e-9):
+        if abs(abs(a) - 1) > 1e-9 or abs(abs(d) - 1) > 1e-9:
             return False
-        return bool(np.allclose(a[:2, 2], np.round(a[:2, 2]), atol=1e-6))
+        return abs(tx - round(tx)) < 1e-6 and abs(ty - round(ty)) < 1e-6
 
 
 @dataclass
@@ -76,15 +77,21 @@ Step = WarpStep | FieldStep | ColorStep | LutStep | OpStep | FinalStep
 
 
 def _axis_aligned(m: np.ndarray) -> bool:
-    return abs(m[0, 1]) < 1e-12 and abs(m[1, 0]) < 1e-12 and np.allclose(m[2], [0, 0, 1])
+    return (
+        abs(m[0, 1]) < 1e-12
+        and abs(m[1, 0]) < 1e-12
+        and abs(m[2, 0]) < 1e-12
+        and abs(m[2, 1]) < 1e-12
+    )
 
 
 def _pull_back_rect(a: np.ndarray, size: Size) -> tuple[float, float, float, float]:
     """The canvas ``[0, w] x [0, h]`` mapped back through the axis-aligned ``a``."""
-    inv = np.linalg.inv(a)
+    (sx, _, tx), (_, sy, ty) = a[0].tolist(), a[1].tolist()
     h, w = size
-    pts = inv @ np.array([[0.0, w], [0.0, h], [1.0, 1.0]])
-    return (float(pts[0].min()), float(pts[1].min()), float(pts[0].max()), float(pts[1].max()))
+    xs = ((0.0 - tx) / sx, (w - tx) / sx)
+    ys = ((0.0 - ty) / sy, (h - ty) / sy)
+    return (min(xs), min(ys), max(xs), max(ys))
 
 
 class _WarpBuilder:
@@ -187,13 +194,19 @@ def compose_color(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One affine colour map ``x -> m @ x + b`` for a run of colour records; ``mean`` is the
     per-channel mean of the input, pushed through the run for the ops that need it."""
-    c = mean.shape[0]
-    m_tot, b_tot = np.eye(c), np.zeros(c)
-    mu = mean.astype(np.float64)
-    for rec in records:
+    m_tot = b_tot = None
+    mu = mean
+    last_mean_user = max((k for k, r in enumerate(records) if r["op"] == "contrast"), default=-1)
+    for k, rec in enumerate(records):
         m, b = OPS.get(rec["op"]).color_matrix(rec["params"], mu, vmax)
-        m_tot, b_tot = m @ m_tot, m @ b_tot + b
-        mu = m @ mu + b
+        if m_tot is None:
+            m_tot, b_tot = m, b
+        else:
+            m_tot, b_tot = m @ m_tot, m @ b_tot + b
+        if k < last_mean_user:
+            mu = m @ mu + b
+    if m_tot is None:
+        return np.eye(mean.shape[0]), np.zeros(mean.shape[0])
     return m_tot, b_tot
 
 
@@ -218,7 +231,10 @@ def needs_mean(records: list[Record]) -> bool:
     return any(r["op"] == "contrast" for r in records)
 
 
+_HALF = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+_MINUS_HALF = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
+
+
 def corner_to_center(a: np.ndarray) -> np.ndarray:
     """A corner-convention matrix in OpenCV's pixel-centre convention."""
-    shift = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
-    return np.linalg.inv(shift) @ a @ shift
+    return _MINUS_HALF @ a @ _HALF

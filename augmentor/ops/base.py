@@ -150,6 +150,72 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
 # --------------------------------------------------------------------------------------------
+# Random draws
+# --------------------------------------------------------------------------------------------
+
+
+class SampleRng:
+    """A ``numpy.random.Generator`` whose scalar draws come from one bulk call.
+
+    Sampling one image's params takes a dozen scalar draws; each numpy scalar call costs a few
+    microseconds, a third of the per-image budget. This draws 32 uniforms at a time and serves
+    them as Python floats; array-shaped and other draws go to the generator itself. Still a pure
+    function of the generator's seed.
+    """
+
+    __slots__ = ("_buf", "_i", "gen")
+
+    def __init__(self, gen: np.random.Generator) -> None:
+        self.gen = gen
+        self._buf: list[float] = []
+        self._i = 0
+
+    def random(self, size: Any = None) -> Any:
+        if size is not None:
+            return self.gen.random(size)
+        if self._i == len(self._buf):
+            self._buf = self.gen.random(32).tolist()
+            self._i = 0
+        u = self._buf[self._i]
+        self._i += 1
+        return u
+
+    def uniform(self, low: float = 0.0, high: float = 1.0, size: Any = None) -> Any:
+        if size is not None:
+            return self.gen.uniform(low, high, size)
+        return low + (high - low) * self.random()
+
+    def integers(self, low: int, high: int | None = None, size: Any = None) -> Any:
+        if size is not None:
+            return self.gen.integers(low, high, size)
+        if high is None:
+            low, high = 0, low
+        return low + min(int(self.random() * (high - low)), high - low - 1)
+
+    def permutation(self, n: int) -> list[int]:
+        out = list(range(n))
+        for i in range(n - 1, 0, -1):  # Fisher-Yates
+            j = self.integers(i + 1)
+            out[i], out[j] = out[j], out[i]
+        return out
+
+    def choice(self, a: Any, size: Any = None, replace: bool = True, p: Any = None) -> Any:
+        if size is not None or not isinstance(a, int):
+            return self.gen.choice(a, size=size, replace=replace, p=p)
+        if p is None:
+            return self.integers(a)
+        u, acc = self.random(), 0.0
+        for i, w in enumerate(p):
+            acc += w
+            if u < acc:
+                return i
+        return a - 1
+
+    def __getattr__(self, name: str) -> Any:  # dirichlet, beta, standard_normal, ...
+        return getattr(self.gen, name)
+
+
+# --------------------------------------------------------------------------------------------
 # Nodes
 # --------------------------------------------------------------------------------------------
 

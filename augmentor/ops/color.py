@@ -116,7 +116,7 @@ class ChannelShuffle(ColorOp):
         super().__init__(p=p)
 
     def make_params(self, rng, canvas):
-        return {"perm": rng.permutation(canvas.channels).tolist()}
+        return {"perm": [int(i) for i in rng.permutation(canvas.channels)]}
 
     @classmethod
     def color_matrix(cls, params, mean, vmax):
