@@ -33,6 +33,16 @@ FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 TMP_PREFIX = ".tmp-"
 
 
+def _file_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (mkstemp's default is 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 class ImageReadError(ValueError):
     """An image file that cannot be decoded; the message says why."""
 
@@ -149,12 +159,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    # hidden, and not ending in the image suffix, so no *.png glob picks up a partial file
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix + ".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:

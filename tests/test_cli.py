@@ -126,6 +126,11 @@ def test_kill_9_then_resume_gives_the_uninterrupted_result(fmnist_folder, tmp_pa
     assert 0 < len(partial) < len(digest(ref))
     for name, h in partial.items():  # every file under its final name is complete
         assert digest(ref)[name] == h
+    assert not [
+        p
+        for p in dst.rglob("*")
+        if p.suffix in (".png", ".jpg", ".webp") and p.name.startswith(".")
+    ]  # leftovers of the kill are not images by name
     r = augment(*[a if a is not None else dst for a in args], check=0)
     assert "Resuming" in r.stderr
     assert digest(dst) == digest(ref)

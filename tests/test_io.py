@@ -61,10 +61,16 @@ def test_scan_errors(tmp_path):
         scan_image_folder(tmp_path)
 
 
-def test_atomic_write_leaves_no_temporary_on_failure(tmp_path):
-    class Boom(bytes):
-        pass
+def test_atomic_write_has_normal_permissions(tmp_path):
+    import os
 
+    mask = os.umask(0)
+    os.umask(mask)
+    atomic_write_bytes(tmp_path / "x.bin", b"abc")
+    assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_atomic_write_leaves_no_temporary_on_failure(tmp_path):
     with pytest.raises(TypeError):
         atomic_write_bytes(tmp_path / "x.bin", 12345)  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,4 @@
+"""transfer: pretrained backbones, fine-tuning and evaluation on small datasets (in progress).
+
+Depends on ``augmentor``, never on ``cli``.
+"""
