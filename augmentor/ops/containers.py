@@ -105,7 +105,3 @@ class SomeOf(Node):
             chosen = np.sort(chosen)
         for i in chosen:
             self.ops[int(i)].sample(rng, canvas, out)
-
-
-def config_children(cfg: dict[str, Any]) -> list[dict[str, Any]] | None:
-    return cfg.get("ops")

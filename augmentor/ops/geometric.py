@@ -18,7 +18,6 @@ import numpy as np
 
 from augmentor.ops.base import (
     INTERPOLATIONS,
-    Canvas,
     Op,
     Size,
     check_choice,
@@ -616,7 +615,3 @@ class GridDistortion(FieldOp):
         map_x = np.broadcast_to(xs[None, :], (h, w)).copy()
         map_y = np.broadcast_to(ys[:, None], (h, w)).copy()
         return map_x, map_y
-
-
-def canvas_of(size: Size, channels: int = 3) -> Canvas:
-    return Canvas(size[0], size[1], channels)
