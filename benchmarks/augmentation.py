@@ -85,19 +85,28 @@ def real_images(n: int, size: int = 256, seed: int = 0) -> list[np.ndarray]:
 # -- contestants: each returns (name, prepare(images) -> inputs, run(inputs) -> list of outputs)
 
 
-def ours_per_image() -> tuple[Callable, Callable]:
+def standard_pipeline():
     import augmentor as A
 
-    pipe = A.Pipeline(
-        [
-            A.RandomResizedCrop(224),
-            A.HorizontalFlip(p=0.5),
-            A.Rotate(15),
-            A.ColorJitter(0.2, 0.2, 0.2),
-            A.Normalize(MEAN, STD),
-        ],
-        seed=0,
-    )
+    ops = [
+        A.RandomResizedCrop(224),
+        A.HorizontalFlip(p=0.5),
+        A.Rotate(15),
+        A.ColorJitter(0.2, 0.2, 0.2),
+        A.Normalize(MEAN, STD),
+    ]
+    return A.Pipeline(ops, seed=0)
+
+
+def to_batches(imgs: list[np.ndarray], batch: int, device: str) -> list:
+    import torch
+
+    t = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous().to(device)
+    return [t[i : i + batch] for i in range(0, len(imgs), batch)]
+
+
+def ours_per_image() -> tuple[Callable, Callable]:
+    pipe = standard_pipeline()
 
     def run(imgs, keep=True):
         return _collect((pipe(x, index=i) for i, x in enumerate(imgs)), keep)
@@ -108,22 +117,10 @@ def ours_per_image() -> tuple[Callable, Callable]:
 def ours_batched(batch: int, device: str) -> tuple[Callable, Callable]:
     import torch
 
-    import augmentor as A
-
-    pipe = A.Pipeline(
-        [
-            A.RandomResizedCrop(224),
-            A.HorizontalFlip(p=0.5),
-            A.Rotate(15),
-            A.ColorJitter(0.2, 0.2, 0.2),
-            A.Normalize(MEAN, STD),
-        ],
-        seed=0,
-    )
+    pipe = standard_pipeline()
 
     def prepare(imgs):
-        t = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous().to(device)
-        return [t[i : i + batch] for i in range(0, len(imgs), batch)]
+        return to_batches(imgs, batch, device)
 
     def run(batches, keep=True):
         outs, k = [], 0
@@ -225,8 +222,7 @@ def kornia_(batch: int, device: str) -> tuple[Callable, Callable]:
     )
 
     def prepare(imgs):
-        t = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous().to(device)
-        return [t[i : i + batch] for i in range(0, len(imgs), batch)]
+        return to_batches(imgs, batch, device)
 
     def run(batches, keep=True):
         outs = []
