@@ -8,6 +8,7 @@ often the run was interrupted.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
 import time
@@ -203,8 +204,6 @@ def generate_folder(
     }
     run_path = dst / RUN_FILE
     if run_path.exists():
-        import json
-
         try:
             old = json.loads(run_path.read_text())
         except (OSError, ValueError):
@@ -224,7 +223,6 @@ def generate_folder(
     # -- from here on we write --------------------------------------------------------------
     dst.mkdir(parents=True, exist_ok=True)
     remove_temporaries(dst)
-    import json
 
     atomic_write_text(run_path, json.dumps(run, indent=2) + "\n")
     pipeline.save(dst / PIPELINE_FILE)

@@ -307,5 +307,12 @@ class Op(Node):
         return per_image_numpy(cls, images, params)
 
 
+def finish_like(out: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Round, clip and cast a float result back to ``like``'s dtype and range."""
+    if like.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
 def max_value(image: np.ndarray) -> float:
     return 255.0 if image.dtype == np.uint8 else 1.0

@@ -25,6 +25,7 @@ from augmentor.ops.base import (
     check_number,
     check_prob,
     check_range,
+    finish_like,
     max_value,
 )
 from augmentor.registry import register_op
@@ -348,9 +349,7 @@ class AutoContrast(Op):
         scale = np.where(flat, 1.0, vmax / np.maximum(hi - lo, 1e-12)).astype(np.float32)
         lo = np.where(flat, 0.0, lo).astype(np.float32)
         out = (image.astype(np.float32) - lo) * scale
-        if image.dtype == np.uint8:
-            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-        return np.clip(out, 0, 1).astype(np.float32)
+        return finish_like(out, image)
 
 
 @register_op("sharpness")
@@ -387,6 +386,4 @@ class Sharpness(Op):
             blurred = np.rint(blurred)  # torchvision rounds the smoothed image on uint8
         f = params["factor"]
         out = f * x + (1 - f) * blurred
-        if image.dtype == np.uint8:
-            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-        return np.clip(out, 0, 1).astype(np.float32)
+        return finish_like(out, image)

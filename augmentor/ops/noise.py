@@ -10,14 +10,8 @@ import math
 
 import numpy as np
 
-from augmentor.ops.base import Op, check_number, check_range, max_value
+from augmentor.ops.base import Op, check_number, check_range, finish_like, max_value
 from augmentor.registry import register_op
-
-
-def _finish(out: np.ndarray, like: np.ndarray) -> np.ndarray:
-    if like.dtype == np.uint8:
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def _keep_channels(out: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -128,7 +122,7 @@ class GaussianNoise(Op):
         g = np.random.default_rng(params["seed"])
         shape = (h, w, c) if params["per_channel"] else (h, w, 1)
         noise = g.standard_normal(shape, dtype=np.float32) * (params["std"] * max_value(image))
-        return _finish(image.astype(np.float32) + noise, image)
+        return finish_like(image.astype(np.float32) + noise, image)
 
 
 @register_op("speckle_noise")
@@ -150,7 +144,7 @@ class SpeckleNoise(Op):
     def apply_np(cls, image, params):
         g = np.random.default_rng(params["seed"])
         n = g.standard_normal(image.shape, dtype=np.float32) * params["std"]
-        return _finish(image.astype(np.float32) * (1.0 + n), image)
+        return finish_like(image.astype(np.float32) * (1.0 + n), image)
 
 
 @register_op("salt_pepper")
