@@ -1,0 +1,345 @@
+"""Fine-tuning end to end on real images with tiny real models, exports, cache and statistics."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from augmentor.datasets import fashion_mnist_subset
+from transfer.data import (
+    DataError,
+    EpochSampler,
+    LabelledImages,
+    TrainImages,
+    load_folder,
+    repeated_splits,
+    stratified_split,
+)
+from transfer.evaluate import classification_metrics, mean_interval
+from transfer.export import Predictor, RunError, load_run
+from transfer.features import FeatureCache
+from transfer.finetune import (
+    FinetuneConfig,
+    _cosine_factor,
+    backbone_groups,
+    finetune,
+)
+from transfer.preprocess import Preprocess
+
+
+@pytest.fixture(scope="module")
+def fmnist() -> LabelledImages:
+    ds = fashion_mnist_subset("train")
+    keep = np.concatenate([np.flatnonzero(ds.labels == c)[:30] for c in range(4)])
+    return LabelledImages.from_arrays(ds.images[keep], ds.labels[keep], ds.classes[:4])
+
+
+CNN = dict(backbone="small_cnn", pretrained=False, preset="light", lr=2e-3, head_lr=2e-3)
+
+
+@pytest.fixture(scope="module")
+def cnn_run(fmnist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = FinetuneConfig(strategy="full", epochs=4, val_fraction=0.25, patience=0, **CNN)
+    return finetune(fmnist, out, cfg, progress=False)
+
+
+def test_finetune_learns_and_writes_the_run_directory(cnn_run):
+    out = cnn_run.out
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "labels.json",
+        "preprocess.json",
+        "export/model.torchscript.pt",
+        "export/model.onnx",
+        "checkpoints/last.ckpt",
+        "report/metrics.json",
+        "report/per_class.csv",
+        "report/confusion.png",
+        "report/curves.png",
+        "report/config.json",
+        "report/report.md",
+    ):
+        assert (out / name).is_file(), name
+    assert list((out / "logs" / "tensorboard").rglob("events.out.tfevents*"))
+    assert (out / "logs" / "finetune" / "metrics.csv").is_file()
+    # 4 classes: chance is 0.25; four epochs of a small CNN on real images do clearly better
+    assert cnn_run.val_metrics["accuracy"] > 0.5
+    resolved = json.loads((out / "report" / "config.json").read_text())
+    assert resolved["seed"] == 0 and "torch" in resolved["versions"]
+    assert json.loads((out / "labels.json").read_text()) == cnn_run.classes
+
+
+def test_checkpoints_load_without_running_code(cnn_run):
+    ckpt = torch.load(cnn_run.out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert "state_dict" in ckpt and "optimizer_states" in ckpt
+
+
+def test_saved_model_and_exports_agree(cnn_run, fmnist):
+    import onnxruntime as ort
+
+    model, classes, pre, cfg = load_run(cnn_run.out)
+    assert classes == cnn_run.classes and cfg["backbone"] == "small_cnn"
+    images = [fmnist.images[0], fmnist.images[40], np.repeat(fmnist.images[70], 3, axis=2)]
+    predictor = Predictor(cnn_run.out)
+    session = ort.InferenceSession(str(cnn_run.out / "export" / "model.onnx"))
+    preprocess = Preprocess(pre)
+    for img in [*images, np.zeros((45, 33, 3), np.uint8)]:
+        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
+        with torch.no_grad():
+            eager = model(preprocess(x)).softmax(-1)[0].numpy()
+        np.testing.assert_allclose(predictor.probabilities(img), eager, atol=1e-5)
+        rgb = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # ONNX takes RGB only
+        onnx = session.run(None, {"images": np.ascontiguousarray(rgb.numpy())})[0][0]
+        np.testing.assert_allclose(onnx, eager, atol=1e-4)
+    top = predictor.predict(images[0], top_k=2)
+    assert len(top) == 2 and top[0][1] >= top[1][1] and top[0][0] in classes
+
+
+def test_run_directory_errors(cnn_run, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(cnn_run.out, broken, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    (broken / "labels.json").unlink()
+    with pytest.raises(RunError, match=r"labels\.json is missing"):
+        load_run(broken)
+    (broken / "labels.json").write_text(json.dumps(["a", "b"]))  # 2 classes, weights have 4
+    with pytest.raises(RunError, match="does not match its config"):
+        load_run(broken)
+    with pytest.raises(RunError, match="does not exist"):
+        load_run(tmp_path / "nowhere")
+
+
+def test_linear_probe_keeps_the_backbone_and_uses_the_cache(fmnist, tmp_path):
+    cfg = FinetuneConfig(strategy="linear", probe_epochs=3, val_fraction=0.25, **CNN)
+    r = finetune(fmnist, tmp_path / "a", cfg, progress=False, export=False)
+    shards = list((tmp_path / "a" / "feature_cache").rglob("*.safetensors"))
+    assert shards
+    cfg2 = FinetuneConfig(
+        strategy="linear",
+        probe_epochs=3,
+        val_fraction=0.25,
+        cache_dir=str(tmp_path / "a" / "feature_cache"),
+        **CNN,
+    )
+    r2 = finetune(fmnist, tmp_path / "b", cfg2, progress=False, export=False)
+    # the same seed gives the same random backbone, so every feature is a cache hit
+    assert r2.val_metrics["accuracy"] == pytest.approx(r.val_metrics["accuracy"])
+    assert len(list((tmp_path / "a" / "feature_cache").rglob("*.safetensors"))) == len(shards)
+
+
+def test_feature_cache_keys(fmnist, tmp_path):
+    from transfer.backbones import create_backbone
+
+    torch.manual_seed(0)
+    bb = create_backbone("small_cnn", pretrained=False)
+    pre = Preprocess(bb.preprocessing)
+    data = fmnist.subset(range(6))
+    cache = FeatureCache(tmp_path)
+    first = cache.features(bb, pre, data)
+    assert (cache.hits, cache.misses) == (0, 6)
+    again = FeatureCache(tmp_path)  # a new process reads the shards
+    torch.testing.assert_close(again.features(bb, pre, data), first)
+    assert (again.hits, again.misses) == (6, 0)
+    changed = data.subset(range(6))
+    changed.images[2] = 255 - changed.images[2]
+    changed._keys = None
+    again.features(bb, pre, changed)
+    assert again.misses == 1  # only the changed image
+    with torch.no_grad():
+        bb.body.features[0].weight.add_(0.01)
+    bb._fingerprint = None  # new weights -> a new directory
+    cache3 = FeatureCache(tmp_path)
+    cache3.features(bb, pre, data)
+    assert cache3.misses == 6
+    from augmentor import preset
+
+    views = cache3.features(bb, pre, data, views=3, pipeline=preset("heavy", seed=1))
+    assert views.shape == (3, 6, bb.num_features)
+    assert not torch.allclose(views[1], views[2])
+    again_views = FeatureCache(tmp_path).features(
+        bb, pre, data, views=3, pipeline=preset("heavy", seed=1)
+    )
+    torch.testing.assert_close(again_views, views)
+
+
+def test_gradual_unfreezing_trains_groups_from_the_top(fmnist, tmp_path):
+    cfg = FinetuneConfig(
+        backbone="timm/resnet10t",
+        pretrained=False,
+        strategy="gradual",
+        epochs=2,
+        image_size=32,
+        preset=None,
+        val_fraction=0.25,
+        patience=0,
+        unfreeze_every=1,
+        bn_stats_frozen=False,
+    )
+    torch.manual_seed(0)
+    from transfer.backbones import create_backbone
+
+    fresh = create_backbone("timm/resnet10t", pretrained=False)  # the same init as the run's
+    before = {k: v.clone() for k, v in fresh.body.state_dict().items()}
+    r = finetune(fmnist, tmp_path, cfg, progress=False, export=False)
+    after = r.model.backbone.body.state_dict()
+    groups = r.model.backbone.groups
+    top = [k for k in groups[-1] if k in after]
+    bottom = [k for k in groups[0] if k in after]
+    # epoch 0 trains the head only, epoch 1 unfreezes the top group; the stem never trains
+    assert any(not torch.equal(after[k], before[k]) for k in top)
+    assert all(torch.equal(after[k], before[k]) for k in bottom)
+
+
+def test_schedule_is_zero_until_a_group_unfreezes():
+    assert _cosine_factor(0, 10, 2, 1.0, 5) == 0.0
+    assert _cosine_factor(19, 10, 2, 1.0, 5) == 0.0
+    assert _cosine_factor(20, 10, 2, 1.0, 5) == pytest.approx(0.1)
+    assert _cosine_factor(30, 10, 2, 1.0, 5) == pytest.approx(1.0)
+    assert _cosine_factor(49, 10, 2, 1.0, 5) < 0.05
+    assert _cosine_factor(5, 10, None, 1.0, 5) == 0.0
+
+
+def test_backbone_groups_rates_and_starts():
+    from transfer.backbones import create_backbone
+
+    bb = create_backbone("timm/resnet10t", pretrained=False)
+    groups = backbone_groups(bb, "gradual", 1e-3, 0.5, 2)
+    n = len(groups)
+    assert groups[-1].lr == pytest.approx(1e-3) and groups[-1].start_epoch == 2
+    assert groups[0].lr == pytest.approx(1e-3 * 0.5 ** (n - 1)) and groups[0].start_epoch == 2 * n
+    assert all(g.start_epoch is None for g in backbone_groups(bb, "linear", 1e-3, 0.5, 1))
+    assert sum(len(g.params) for g in groups) == len(list(bb.parameters()))
+
+
+def test_synthetic_images_join_training_only(fmnist):
+    from transfer.backbones import create_backbone
+
+    pre = Preprocess(create_backbone("small_cnn", pretrained=False).preprocessing)
+    real, synth = fmnist.subset(range(0, 120, 2)), fmnist.subset(range(1, 120, 2))
+    ds = TrainImages(real, pre, None, synth, synthetic_ratio=0.5, seed=0)
+    assert len(ds) == 60 + 30
+    x, y = ds[(0, 75)]
+    assert x.shape == (3, 28, 28) and 0 <= y < 4
+    assert ds.image(0, 75)[0] is not ds.image(1, 75)[0] or len(synth) == 1
+    other = LabelledImages(synth.images, synth.labels, ["a", "b", "c", "d"], synth.sources)
+    with pytest.raises(DataError, match="do not match"):
+        TrainImages(real, pre, None, other, 0.5)
+
+
+def test_stratified_splits_and_their_errors():
+    labels = np.repeat(np.arange(3), [10, 20, 30])
+    kept, held = stratified_split(labels, 0.2, seed=0)
+    assert np.bincount(labels[held]).tolist() == [2, 4, 6]
+    assert len(np.intersect1d(kept, held)) == 0 and len(kept) + len(held) == 60
+    splits = repeated_splits(labels, 3, 0.2, seed=0)
+    assert len({tuple(h) for _, h in splits}) == 3
+    with pytest.raises(DataError, match="'rare' has 1"):
+        stratified_split(np.array([0, 0, 0, 1]), 0.3, 0, ["common", "rare"])
+    with pytest.raises(DataError, match="at least 2 classes"):
+        stratified_split(np.zeros(5, int), 0.3, 0)
+
+
+def test_epoch_sampler_shards_and_is_deterministic():
+    full = list(EpochSampler(10, seed=3))
+    assert sorted(i for _, i in full) == list(range(10))
+    assert list(EpochSampler(10, seed=3)) == full
+    s = EpochSampler(10, seed=3)
+    s.set_epoch(1)
+    assert [i for _, i in s] != [i for _, i in full] and all(e == 1 for e, _ in s)
+    shards = [list(EpochSampler(10, 3, rank=r, world_size=3)) for r in range(3)]
+    assert {len(x) for x in shards} == {4}
+    assert {i for x in shards for _, i in x} == set(range(10))
+
+
+def test_mean_interval_matches_the_t_distribution():
+    from scipy import stats
+
+    v = [0.81, 0.84, 0.79, 0.86, 0.83]
+    iv = mean_interval(v)
+    lo, hi = stats.t.interval(0.95, 4, loc=np.mean(v), scale=stats.sem(v))
+    assert (iv.low, iv.high) == (pytest.approx(lo), pytest.approx(hi))
+    corrected = mean_interval(v, test_train_ratio=0.25)
+    assert corrected.half_width > iv.half_width  # Nadeau-Bengio widens it
+    assert corrected.half_width == pytest.approx(iv.half_width * np.sqrt((0.2 + 0.25) / 0.2))
+    with pytest.raises(ValueError, match="at least 2"):
+        mean_interval([0.5])
+
+
+def test_classification_metrics_on_an_imbalanced_set():
+    y = np.array([0, 0, 0, 0, 1])
+    probs = np.eye(2)[[0, 0, 0, 0, 0]]  # always class 0
+    m = classification_metrics(y, probs, ["a", "b"])
+    assert m["accuracy"] == pytest.approx(0.8)
+    assert m["balanced_accuracy"] == pytest.approx(0.5)
+    assert m["per_class"][1]["recall"] == 0 and m["confusion"] == [[4, 0], [1, 0]]
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(DataError, match="strategy must be one of"):
+        FinetuneConfig(strategy="fancy")
+    with pytest.raises(DataError, match="epochs must be an integer >= 1"):
+        FinetuneConfig(epochs=0)
+    with pytest.raises(DataError, match="unknown fine-tuning config keys: colour"):
+        FinetuneConfig.from_dict({"colour": 1})
+
+
+def test_folder_with_corrupt_image_is_skipped_and_reported(fmnist_folder, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(fmnist_folder, src)
+    bad = next((src / sorted(p.name for p in src.iterdir())[0]).iterdir())
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    data = load_folder(src)
+    assert len(data) == 17 and data.skipped and data.skipped[0][0] == str(bad)
+
+
+class _Stop(Exception):
+    pass
+
+
+class _StopAtEpoch:
+    """A Lightning callback that fails at the start of an epoch, as a crash would."""
+
+    def __new__(cls, epoch):
+        from lightning.pytorch.callbacks import Callback
+
+        class Stop(Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                if trainer.current_epoch == epoch:
+                    raise _Stop
+
+        return Stop()
+
+
+def test_resume_continues_exactly(fmnist, tmp_path):
+    cfg = FinetuneConfig(
+        strategy="full", epochs=4, val_fraction=0.25, patience=0, dropout=0.0, **CNN
+    )
+    straight = finetune(fmnist, tmp_path / "a", cfg, progress=False, export=False)
+    with pytest.raises(_Stop):
+        finetune(
+            fmnist, tmp_path / "b", cfg, progress=False, export=False, callbacks=[_StopAtEpoch(2)]
+        )
+    assert (tmp_path / "b" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "b" / "model.safetensors").exists()  # nothing half-done is saved
+    from lightning.pytorch.callbacks import Callback
+
+    class Record(Callback):
+        def __init__(self):
+            self.epochs = []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.epochs.append(trainer.current_epoch)
+
+    record = Record()
+    resumed = finetune(
+        fmnist, tmp_path / "b", cfg, progress=False, export=False, resume=True, callbacks=[record]
+    )
+    assert record.epochs == [2, 3]  # it continued; it did not start over
+    for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)

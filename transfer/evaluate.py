@@ -1,0 +1,306 @@
+"""Metrics, confidence intervals and the report directory.
+
+Confidence intervals over repeated random splits use the corrected resampled t-test of Nadeau
+and Bengio (2003): the splits share training images, so the plain t interval is too narrow; the
+variance is inflated by ``1/J + n_test/n_train``. Paired comparisons apply it to the per-split
+differences of two configurations run on the same splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from augmentor.io import atomic_write_bytes, atomic_write_text
+from transfer.data import EvalImages, LabelledImages
+from transfer.preprocess import Preprocess
+
+__all__ = [
+    "Interval",
+    "classification_metrics",
+    "evaluate_model",
+    "mean_interval",
+    "versions",
+    "write_report",
+]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with its confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+    std: float
+    n: int
+    level: float = 0.95
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "mean": self.mean,
+            "low": self.low,
+            "high": self.high,
+            "std": self.std,
+            "n": self.n,
+            "level": self.level,
+            "half_width": self.half_width,
+        }
+
+    def format(self, scale: float = 100.0, digits: int = 1) -> str:
+        return f"{self.mean * scale:.{digits}f} ± {self.half_width * scale:.{digits}f}"
+
+
+def mean_interval(
+    values: Sequence[float],
+    test_train_ratio: float | None = None,
+    level: float = 0.95,
+) -> Interval:
+    """Mean and t-interval of per-split scores (or of paired differences).
+
+    Args:
+        values: one score per split (at least 2).
+        test_train_ratio: ``n_test / n_train`` of the splits for the Nadeau-Bengio correction;
+            None for independent samples (plain t interval).
+        level: the confidence level.
+
+    Example:
+        >>> iv = mean_interval([0.80, 0.82, 0.84])
+        >>> round(iv.mean, 2), iv.low < 0.82 < iv.high
+        (0.82, True)
+    """
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        raise ValueError(f"need at least 2 values for an interval, got {v.size}")
+    mean = float(v.mean())
+    std = float(v.std(ddof=1))
+    factor = 1.0 / v.size + (test_train_ratio if test_train_ratio is not None else 0.0)
+    se = math.sqrt(factor) * std
+    t = float(stats.t.ppf(0.5 + level / 2, df=v.size - 1))
+    return Interval(mean, mean - t * se, mean + t * se, std, int(v.size), level)
+
+
+def classification_metrics(
+    target: np.ndarray, probs: np.ndarray, classes: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, macro-F1, NLL, per-class table and confusion matrix."""
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_confusion_matrix,
+        multiclass_f1_score,
+        multiclass_precision,
+        multiclass_recall,
+    )
+
+    k = len(classes)
+    p = torch.as_tensor(probs, dtype=torch.float32)
+    y = torch.as_tensor(target, dtype=torch.long)
+    pred = p.argmax(1)
+    present = torch.bincount(y, minlength=k) > 0
+    recall = multiclass_recall(pred, y, k, average="none")
+    precision = multiclass_precision(pred, y, k, average="none")
+    f1 = multiclass_f1_score(pred, y, k, average="none")
+    nll = float(-torch.log(p[torch.arange(len(y)), y].clamp_min(1e-12)).mean())
+    support = torch.bincount(y, minlength=k)
+    return {
+        "n": int(len(y)),
+        "accuracy": float(multiclass_accuracy(pred, y, k, average="micro")),
+        # macro over the classes present in the target, so a missing class does not count as 0
+        "balanced_accuracy": float(recall[present].mean()),
+        "macro_f1": float(f1[present].mean()),
+        "nll": nll,
+        "per_class": [
+            {
+                "class": c,
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, c in enumerate(classes)
+        ],
+        "confusion": multiclass_confusion_matrix(pred, y, k).tolist(),
+        "classes": list(classes),
+    }
+
+
+def predict_probs(
+    model: torch.nn.Module, preprocess: Preprocess, data: LabelledImages, batch_size: int = 64
+) -> np.ndarray:
+    """Softmax probabilities of ``model`` on ``data`` (model in eval mode, on its device)."""
+    device = next(model.parameters()).device
+    model.eval()
+    loader = torch.utils.data.DataLoader(EvalImages(data, preprocess), batch_size=batch_size)
+    out = []
+    with torch.inference_mode():
+        for x, _ in loader:
+            out.append(model(x.to(device)).float().softmax(1).cpu())
+    return torch.cat(out).numpy()
+
+
+def evaluate_model(
+    model: torch.nn.Module, preprocess: Preprocess, data: LabelledImages
+) -> dict[str, Any]:
+    return classification_metrics(data.labels, predict_probs(model, preprocess, data), data.classes)
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries that shape a result."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("smallaug", "torch", "torchvision", "lightning", "timm", "torchmetrics", "numpy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _read_csv_logs(logs: Path) -> dict[str, list[dict[str, float]]]:
+    """Per-stage, per-epoch rows of Lightning's CSVLogger files under ``logs/<stage>/``."""
+    stages: dict[str, list[dict[str, float]]] = {}
+    for path in sorted(logs.glob("*/metrics.csv")):
+        by_epoch: dict[int, dict[str, float]] = {}
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                if not row.get("epoch"):
+                    continue
+                e = int(float(row["epoch"]))
+                for k, v in row.items():
+                    if v not in (None, "") and k not in ("epoch", "step"):
+                        by_epoch.setdefault(e, {})[k] = float(v)
+        stages[path.parent.name] = [dict(epoch=e, **by_epoch[e]) for e in sorted(by_epoch)]
+    return stages
+
+
+def plot_confusion(path: Path, confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(confusion)
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k), dpi=100)
+    rows = cm.sum(1, keepdims=True)
+    ax.imshow(cm / np.maximum(rows, 1), cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if cm[i, j]:
+                color = "white" if cm[i, j] > 0.5 * max(rows[i, 0], 1) else "black"
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8, color=color)
+    ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def plot_curves(path: Path, stages: dict[str, list[dict[str, float]]]) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = ["probe", "finetune"]
+    names = sorted(stages, key=lambda k: (order.index(k) if k in order else len(order), k))
+    stages = {k: stages[k] for k in names if stages[k]}
+    if not stages:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
+    offset = 0
+    for stage, rows in stages.items():
+        epochs = [offset + r["epoch"] + 1 for r in rows]
+        for key, ax, style in (
+            ("train/loss", axes[0], "-"),
+            ("val/loss", axes[0], "--"),
+            ("train/acc", axes[1], "-"),
+            ("val/acc", axes[1], "--"),
+        ):
+            pts = [(e, r[key]) for e, r in zip(epochs, rows) if key in r]
+            if pts:
+                ax.plot(*zip(*pts), style, label=f"{stage} {key}")
+        offset = epochs[-1]
+    axes[0].set_title("loss")
+    axes[1].set_title("accuracy")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save_fig(fig, path)
+    return True
+
+
+def _save_fig(fig: Any, path: Path) -> None:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_report(
+    out: str | Path,
+    metrics: dict[str, Any],
+    classes: Sequence[str],
+    config: dict[str, Any],
+    logs: str | Path | None = None,
+    title: str = "",
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``metrics.json``, ``per_class.csv``, ``confusion.png``, ``curves.png`` (when logs
+    exist), ``config.json`` (with seed and versions) and ``report.md`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {k: v for k, v in metrics.items()}
+    payload.update(extra or {})
+    atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2))
+    lines = ["class,precision,recall,f1,support"]
+    lines += [
+        f"{r['class']},{r['precision']:.4f},{r['recall']:.4f},{r['f1']:.4f},{r['support']}"
+        for r in metrics["per_class"]
+    ]
+    atomic_write_text(out / "per_class.csv", "\n".join(lines) + "\n")
+    plot_confusion(out / "confusion.png", metrics["confusion"], classes)
+    has_curves = plot_curves(out / "curves.png", _read_csv_logs(Path(logs))) if logs else False
+    resolved = {"config": config, "seed": config.get("seed"), "versions": versions()}
+    atomic_write_text(out / "config.json", json.dumps(resolved, indent=2, default=str))
+    md = [f"# {title or 'Evaluation'}", ""]
+    md += [
+        f"{extra.get('split', 'evaluation') if extra else 'evaluation'} set: {metrics['n']} images",
+        "",
+    ]
+    md += ["| metric | value |", "|---|---|"]
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "nll"):
+        md.append(f"| {key} | {metrics[key]:.4f} |")
+    md += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    md += [
+        f"| {r['class']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
+        f"{r['support']} |"
+        for r in metrics["per_class"]
+    ]
+    md += ["", "![confusion matrix](confusion.png)"]
+    if has_curves:
+        md += ["", "![learning curves](curves.png)"]
+    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
+    return out
