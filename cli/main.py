@@ -22,6 +22,11 @@ COMMANDS = {
     "data": ("cli.data", "data", "Export the bundled and offline datasets as image folders."),
     "ops": ("cli.ops", "ops", "List the augmentation ops, containers, policies and presets."),
     "demo": ("cli.demo", "demo", "Run the end-to-end demo on the bundled data."),
+    "finetune": ("cli.finetune", "finetune", "Fine-tune a pretrained backbone on an image folder."),
+    "predict": ("cli.predict", "predict", "Classify images with a fine-tuned run."),
+    "evaluate": ("cli.evaluate", "evaluate", "Report a fine-tuned run on a labelled folder."),
+    "compare": ("cli.compare", "compare", "Did augmentation help? Paired repeated-split test."),
+    "backbones": ("cli.backbones", "backbones", "List the registered backbones."),
 }
 
 
@@ -50,6 +55,8 @@ def cli(verbose: int) -> None:
 
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Lightning logs its device banner at INFO through its own handler; -v shows it.
+    logging.getLogger("lightning.pytorch").setLevel(level)
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -1,0 +1,16 @@
+"""``augment backbones``."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+def backbones() -> None:
+    """List the registered backbones (timm/<model> and torchvision/<model> also work)."""
+    from transfer.backbones import list_backbones
+
+    for name, about in list_backbones().items():
+        click.echo(f"{name:20s} {about}")
+    click.echo("timm/<model>         any timm model (weights: --weights, cache or download)")
+    click.echo("torchvision/<model>  any torchvision model (likewise)")

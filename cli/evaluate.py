@@ -1,0 +1,56 @@
+"""``augment evaluate RUN DATA``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Report directory [default: RUN/eval-<DATA name>].",
+)
+def evaluate(run: Path, data: Path, out: Path | None) -> int:
+    """Write the report of a fine-tuned RUN on the labelled image folder DATA.
+
+    The report holds metrics.json (accuracy, balanced accuracy, macro-F1, per class),
+    per_class.csv, confusion.png, config.json and report.md. Exit code 3: some images were
+    unreadable (listed).
+    """
+    from cli.main import EXIT_SKIPPED, fail
+    from transfer.data import load_folder
+    from transfer.evaluate import evaluate_model, write_report
+    from transfer.export import load_run
+    from transfer.preprocess import Preprocess
+
+    if not data.is_dir():
+        raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
+    try:
+        model, classes, pre, cfg = load_run(run)
+        images = load_folder(data, classes=classes)
+        metrics = evaluate_model(model, Preprocess(pre), images)
+    except ValueError as e:
+        fail(str(e))
+    dst = out or run / f"eval-{data.resolve().name}"
+    write_report(
+        dst,
+        metrics,
+        classes,
+        cfg,
+        title=f"{run} on {data}",
+        extra={"split": str(data), "skipped": [list(s) for s in images.skipped]},
+    )
+    click.echo(
+        f"accuracy {metrics['accuracy']:.4f}, balanced accuracy "
+        f"{metrics['balanced_accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
+        f"on {metrics['n']} images -> {dst}"
+    )
+    for path, reason in images.skipped:
+        click.echo(f"  skipped {path}: {reason}")
+    return EXIT_SKIPPED if images.skipped else 0

@@ -1,0 +1,248 @@
+"""``augment finetune DATA --out RUN``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.options import PRESETS
+
+STRATEGIES = ["linear", "lp-ft", "gradual", "full"]  # transfer.finetune.STRATEGIES (test-checked)
+
+
+def finetune_options(f: Any) -> Any:
+    """The recipe options shared by ``finetune`` and ``compare``."""
+    options = [
+        click.option(
+            "--backbone",
+            default="efficientnet_lite0",
+            show_default=True,
+            help="A registered name, timm/<model> or torchvision/<model>.",
+        ),
+        click.option(
+            "--weights",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="A local state_dict file (safetensors or torch.save) for the backbone.",
+        ),
+        click.option("--no-pretrained", is_flag=True, help="Random init instead of pretrained."),
+        click.option(
+            "--strategy", type=click.Choice(STRATEGIES), default="lp-ft", show_default=True
+        ),
+        click.option(
+            "--image-size",
+            type=click.IntRange(min=8),
+            default=None,
+            help="Network input size [default: the backbone's].",
+        ),
+        click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True),
+        click.option(
+            "--probe-epochs",
+            type=click.IntRange(min=1),
+            default=30,
+            show_default=True,
+            help="Head epochs on cached features (linear, lp-ft).",
+        ),
+        click.option(
+            "--feature-views",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Augmented views per image in the feature cache (linear, lp-ft).",
+        ),
+        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+        click.option(
+            "--lr",
+            type=click.FloatRange(min=0, min_open=True),
+            default=3e-4,
+            show_default=True,
+            help="Top backbone learning rate.",
+        ),
+        click.option(
+            "--head-lr",
+            type=click.FloatRange(min=0, min_open=True),
+            default=3e-3,
+            show_default=True,
+        ),
+        click.option(
+            "--balance",
+            type=click.Choice(["none", "loss", "sampler"]),
+            default="none",
+            show_default=True,
+            help="Class imbalance: weighted loss or balanced sampler.",
+        ),
+        click.option(
+            "--val-fraction",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=None,
+            help="Share of each class held out for validation [default: 0.2 when every class "
+            "has >= 25 images, else 0: no validation, fixed epochs, last weights].",
+        ),
+        click.option(
+            "--train-bn-stats",
+            is_flag=True,
+            help="Let BatchNorm running statistics adapt (default: kept, better on tiny data).",
+        ),
+        click.option(
+            "--patience",
+            type=click.IntRange(min=0),
+            default=5,
+            show_default=True,
+            help="Early-stopping patience (0: off).",
+        ),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
+        click.option(
+            "--devices",
+            default="auto",
+            show_default=True,
+            help="Lightning devices: auto, a count, or a list like 0,1.",
+        ),
+        click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="DataLoader workers.",
+        ),
+        click.option(
+            "--synthetic-ratio",
+            type=click.FloatRange(min=0),
+            default=0.5,
+            show_default=True,
+            help="Synthetic images per real image per epoch.",
+        ),
+        click.option(
+            "--synthetic",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="A folder of synthetic images (same classes), for training only.",
+        ),
+        click.option(
+            "--pipeline",
+            "pipeline_file",
+            type=click.Path(path_type=Path),
+            help="An augmentation pipeline YAML/JSON file.",
+        ),
+        click.option(
+            "--preset",
+            type=click.Choice([*PRESETS, "none"]),
+            default="light",
+            show_default=True,
+            help="Classic augmentation of training images.",
+        ),
+    ]
+    for option in options:
+        f = option(f)
+    return f
+
+
+def build_config(**kw: Any) -> Any:
+    """A FinetuneConfig from the options, or a click error naming the option."""
+    from augmentor import Pipeline
+    from transfer.finetune import FinetuneConfig
+
+    pipeline = None
+    if kw.get("pipeline_file") is not None:
+        path = kw["pipeline_file"]
+        if not path.is_file():
+            raise click.BadParameter(f"{str(path)!r} is not a file", param_hint="'--pipeline'")
+        try:
+            pipeline = Pipeline.load(path).get_config()
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--pipeline'") from None
+    if kw.get("weights") is not None and kw.get("no_pretrained"):
+        raise click.UsageError("--weights and --no-pretrained are mutually exclusive")
+    if kw.get("synthetic") is not None and not kw["synthetic"].is_dir():
+        raise click.BadParameter(
+            f"{str(kw['synthetic'])!r} is not a directory", param_hint="'--synthetic'"
+        )
+    devices: Any = kw["devices"]
+    if devices != "auto":
+        try:
+            devices = [int(d) for d in devices.split(",")] if "," in devices else int(devices)
+        except ValueError:
+            raise click.BadParameter(
+                f"expected auto, a count or a list, got {devices!r}", param_hint="'--devices'"
+            ) from None
+    return FinetuneConfig(
+        backbone=kw["backbone"],
+        weights=str(kw["weights"]) if kw.get("weights") else None,
+        pretrained=not kw["no_pretrained"],
+        strategy=kw["strategy"],
+        image_size=kw["image_size"],
+        epochs=kw["epochs"],
+        probe_epochs=kw["probe_epochs"],
+        feature_views=kw["feature_views"],
+        batch_size=kw["batch_size"],
+        lr=kw["lr"],
+        head_lr=kw["head_lr"],
+        balance=kw["balance"],
+        val_fraction=kw["val_fraction"],
+        bn_stats_frozen=not kw["train_bn_stats"],
+        patience=kw["patience"],
+        seed=kw["seed"],
+        devices=devices,
+        num_nodes=kw["num_nodes"],
+        num_workers=kw["workers"],
+        preset=None if kw["preset"] == "none" or pipeline is not None else kw["preset"],
+        pipeline=pipeline,
+        synthetic=str(kw["synthetic"]) if kw.get("synthetic") else None,
+        synthetic_ratio=kw["synthetic_ratio"],
+    )
+
+
+@click.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option(
+    "--out", "out", type=click.Path(path_type=Path), required=True, help="The run directory."
+)
+@finetune_options
+@click.option("--resume", is_flag=True, help="Continue from RUN/checkpoints/last.ckpt.")
+@click.option("--no-export", is_flag=True, help="Skip the TorchScript and ONNX exports.")
+def finetune(data: Path, out: Path, resume: bool, no_export: bool, **kw: Any) -> int:
+    """Fine-tune a pretrained backbone on the image folder DATA (one sub-folder per class).
+
+    RUN gets the best checkpoint, model.safetensors, labels.json, export/ (TorchScript and
+    ONNX with the preprocessing inside) and report/ (metrics, per-class table, confusion
+    matrix, learning curves, config and versions). Exit code 3: finished, but some images were
+    unreadable (listed).
+    """
+    from cli.main import EXIT_SKIPPED, fail
+
+    if not data.is_dir():
+        raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
+    try:
+        config = build_config(**kw)
+        from transfer.finetune import finetune as run_finetune
+
+        result = run_finetune(data, out, config, resume=resume, export=not no_export)
+    except ValueError as e:
+        fail(str(e))
+    except FloatingPointError as e:
+        fail(str(e), code=1)
+    except KeyboardInterrupt:
+        click.echo(
+            "\nInterrupted: rerun the same command with --resume to continue from the "
+            "last finished epoch.",
+            err=True,
+        )
+        return 130
+    m, where = result.val_metrics, "validation"
+    if m is None:
+        m, where = json.loads((out / "report" / "metrics.json").read_text()), "training"
+    click.echo(
+        f"{where}: accuracy {m['accuracy']:.4f}, balanced accuracy "
+        f"{m['balanced_accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} ({m['n']} images)"
+    )
+    click.echo(
+        f"probe {result.probe_seconds:.1f} s, fine-tuning {result.finetune_seconds:.1f} s"
+        + (f", {result.train_images_per_s:.1f} train images/s" if result.train_images_per_s else "")
+    )
+    click.echo(f"run -> {out} (report: {out / 'report' / 'report.md'})")
+    for path, reason in result.skipped:
+        click.echo(f"  skipped {path}: {reason}")
+    return EXIT_SKIPPED if result.skipped else 0

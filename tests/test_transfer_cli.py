@@ -1,0 +1,135 @@
+"""`augment finetune / predict / evaluate / compare`, run as real subprocesses."""
+
+import json
+import shutil
+
+import pytest
+from test_cli import augment
+
+FAST = [
+    "--backbone",
+    "small_cnn",
+    "--no-pretrained",
+    "--epochs",
+    "2",
+    "--probe-epochs",
+    "2",
+    "--strategy",
+    "full",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(fmnist_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    r = augment("finetune", fmnist_folder, "--out", out, *FAST, "--val-fraction", "0.34", check=0)
+    assert "validation: accuracy" in r.stdout and "report" in r.stdout
+    return out
+
+
+def test_finetune_then_predict(run_dir, fmnist_folder):
+    images = sorted(fmnist_folder.rglob("*.png"))[:2]
+    r = augment("predict", run_dir, *images, "--top-k", "2", "--json", check=0)
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["image"] for row in rows] == [str(p) for p in images]
+    labels = json.loads((run_dir / "labels.json").read_text())
+    assert all(len(row["top"]) == 2 and row["top"][0]["class"] in labels for row in rows)
+    r = augment("predict", run_dir, images[0], check=0)
+    assert r.stdout.startswith(f"{images[0]}: ")
+
+
+def test_predict_reports_unreadable_images(run_dir, fmnist_folder, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    good = sorted(fmnist_folder.rglob("*.png"))[0]
+    r = augment("predict", run_dir, good, bad, check=3)
+    assert f"{bad}: error" in r.stderr and str(good) in r.stdout
+
+
+def test_evaluate_writes_a_report(run_dir, fmnist_folder, tmp_path):
+    r = augment("evaluate", run_dir, fmnist_folder, "--out", tmp_path / "rep", check=0)
+    assert "accuracy" in r.stdout
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert metrics["n"] == 18 and len(metrics["per_class"]) == 3
+    assert (tmp_path / "rep" / "confusion.png").stat().st_size > 1000
+
+
+def test_evaluate_run_missing_a_file(run_dir, fmnist_folder, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "model.safetensors").unlink()
+    r = augment("evaluate", broken, fmnist_folder, check=2)
+    assert r.stderr.startswith("Error:") and "model.safetensors is missing" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_finetune_bad_input_is_one_line(fmnist_folder, tmp_path):
+    one = tmp_path / "one"
+    shutil.copytree(
+        fmnist_folder / sorted(p.name for p in fmnist_folder.iterdir())[0], one / "only"
+    )
+    r = augment("finetune", one, "--out", tmp_path / "o1", *FAST, check=2)
+    assert "at least 2 classes" in r.stderr and "Traceback" not in r.stderr
+
+    junk = tmp_path / "junk.pt"
+    junk.write_text("hello")
+    r = augment(
+        "finetune",
+        fmnist_folder,
+        "--out",
+        tmp_path / "o2",
+        "--backbone",
+        "small_cnn",
+        "--weights",
+        junk,
+        check=2,
+    )
+    assert "not a state_dict" in r.stderr and "Traceback" not in r.stderr
+
+    r = augment(
+        "finetune", fmnist_folder, "--out", tmp_path / "o3", "--backbone", "resnet_99", check=2
+    )
+    assert "unknown backbone 'resnet_99'" in r.stderr
+
+    few = tmp_path / "few"
+    shutil.copytree(fmnist_folder, few)
+    cls = sorted(p for p in few.iterdir())[1]
+    for p in sorted(cls.iterdir())[1:]:
+        p.unlink()
+    r = augment("finetune", few, "--out", tmp_path / "o5", *FAST, "--val-fraction", "0.2", check=2)
+    assert f"'{cls.name}' has 1" in r.stderr
+
+
+def test_compare_prints_paired_differences_and_resumes(fmnist_folder, tmp_path):
+    args = [
+        "compare",
+        fmnist_folder,
+        "--out",
+        tmp_path / "cmp",
+        *FAST,
+        "--repeats",
+        "2",
+        "--test-fraction",
+        "0.34",
+        "--preset",
+        "light",
+    ]
+    r = augment(*args, check=0)
+    assert "real only" in r.stdout and "real + classic" in r.stdout and "baseline" in r.stdout
+    data = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert len(data["scores"]["real only"]) == 2
+    assert "real + classic" in data["paired"]
+    again = augment(*args, check=0)
+    assert again.stdout == r.stdout  # finished runs are reused, identical table
+
+
+def test_cli_lists_match_the_library():
+    from cli.finetune import STRATEGIES
+    from transfer.finetune import STRATEGIES as LIBRARY
+
+    assert STRATEGIES == list(LIBRARY)
+
+
+def test_backbones_command_lists_the_registry():
+    r = augment("backbones", check=0)
+    assert "efficientnet_lite0" in r.stdout and "small_cnn" in r.stdout
