@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test test-slow lint bench clean
+.PHONY: setup demo test test-slow lint bench bench-transfer clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/augmentation.py
+
+bench-transfer: $(STAMP)
+	$(BIN)/python benchmarks/transfer_learning.py few-shot
+	$(BIN)/python benchmarks/transfer_learning.py cache
+	$(BIN)/python benchmarks/transfer_learning.py throughput
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
