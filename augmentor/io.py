@@ -249,9 +249,9 @@ def write_image_folder(
     root = Path(root)
     for i, (img, lab) in enumerate(zip(images, labels)):
         arr = img if img.ndim == 3 else img[..., None]
-        save_image(root / _safe_name(class_names[int(lab)]) / f"{prefix}_{i:05d}.png", arr)
+        save_image(root / safe_name(class_names[int(lab)]) / f"{prefix}_{i:05d}.png", arr)
     return len(images)
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "class"

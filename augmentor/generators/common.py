@@ -1,0 +1,100 @@
+"""What the three generators share: the saved-directory metadata, labels and pixel conversion.
+
+A saved generator is a directory written by diffusers' ``save_pretrained`` (``config.json`` +
+``diffusion_pytorch_model.safetensors``: no pickle) plus ``generator.json``: the kind, class
+names, image size and channels, a fingerprint of the training data and library versions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+META_FILE = "generator.json"
+META_VERSION = 1
+
+
+class GeneratorError(ValueError):
+    """A generator directory, label or training input that cannot be used; says why."""
+
+
+def size_levels(image_size: int, max_levels: int = 4) -> int:
+    """How many times the networks halve ``image_size`` (keeping at least 4 px, exactly)."""
+    levels = 0
+    while (
+        levels < max_levels
+        and image_size % (2 ** (levels + 1)) == 0
+        and (image_size // 2 ** (levels + 1) >= 4)
+    ):
+        levels += 1
+    if levels < 2:
+        raise GeneratorError(
+            f"image_size must be divisible by 4 with at least 16 px, got {image_size}"
+        )
+    return levels
+
+
+def check_labels(
+    n: int, labels: Sequence[int] | torch.Tensor | None, num_classes: int, device: torch.device
+) -> torch.Tensor:
+    """``labels`` as a long tensor of length ``n``; None cycles through the classes (balanced)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise GeneratorError(f"n must be a non-negative integer, got {n!r}")
+    if labels is None:
+        return torch.arange(n, device=device) % num_classes
+    y = torch.as_tensor(labels, dtype=torch.long, device=device).flatten()
+    if y.numel() == 1 and n != 1:
+        y = y.expand(n)
+    if y.numel() != n:
+        raise GeneratorError(f"labels must have n={n} entries, got {y.numel()}")
+    bad = y[(y < 0) | (y >= num_classes)]
+    if bad.numel():
+        raise GeneratorError(
+            f"label {int(bad[0])} is outside the trained classes 0..{num_classes - 1}"
+        )
+    return y
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float images -> uint8 in [0, 255] (same shape), on the CPU."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+
+def write_meta(directory: str | Path, meta: dict[str, Any]) -> None:
+    from augmentor.io import atomic_write_text
+
+    payload = {"format_version": META_VERSION, **meta}
+    atomic_write_text(Path(directory) / META_FILE, json.dumps(payload, indent=2))
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / META_FILE
+    if not Path(directory).is_dir():
+        raise GeneratorError(f"generator directory {str(directory)!r} does not exist")
+    if not path.is_file():
+        raise GeneratorError(f"{str(directory)!r} is not a saved generator: {META_FILE} is missing")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise GeneratorError(f"{str(path)!r} is not valid JSON: {e}") from None
+    if meta.get("format_version") != META_VERSION:
+        raise GeneratorError(
+            f"{str(path)!r}: format_version {meta.get('format_version')!r} is not {META_VERSION}"
+        )
+    return meta
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("smallaug", "torch", "diffusers"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out

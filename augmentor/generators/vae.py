@@ -1,0 +1,110 @@
+"""A conditional convolutional VAE (Kingma & Welling; Sohn et al. for the conditioning).
+
+The encoder sees the image and its label, the decoder a latent and the label; sampling draws the
+latent from the N(0, I) prior. ``beta`` weights the KL term (beta-VAE). Width doubles at each
+halving of the image; the number of halvings follows the image size.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+from torch.nn import functional as F
+
+from augmentor.generators.common import check_labels, size_levels, to_uint8
+
+
+class ConditionalVAE(ModelMixin, ConfigMixin):
+    """Conditional VAE on ``channels`` x ``image_size`` x ``image_size`` images in [-1, 1].
+
+    Example:
+        >>> vae = ConditionalVAE(image_size=16, channels=1, num_classes=3, base_channels=8)
+        >>> vae.sample(4, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([4, 1, 16, 16])
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        image_size: int = 28,
+        channels: int = 1,
+        num_classes: int = 10,
+        latent_dim: int = 32,
+        base_channels: int = 32,
+        beta: float = 1.0,
+    ) -> None:
+        super().__init__()
+        levels = size_levels(image_size)
+        widths = [base_channels * 2**i for i in range(levels)]
+        self.bottom = image_size // 2**levels
+        self.label_embed = nn.Embedding(num_classes, 16)
+        enc: list[nn.Module] = []
+        c_in = channels + 1  # the label as an extra constant plane
+        for w in widths:
+            enc += [nn.Conv2d(c_in, w, 4, 2, 1), nn.BatchNorm2d(w), nn.LeakyReLU(0.2)]
+            c_in = w
+        self.encoder = nn.Sequential(*enc, nn.Flatten())
+        flat = widths[-1] * self.bottom**2
+        self.to_stats = nn.Linear(flat + 16, 2 * latent_dim)
+        self.from_latent = nn.Linear(latent_dim + 16, flat)
+        dec: list[nn.Module] = []
+        for w_in, w_out in zip(widths[::-1], [*widths[::-1][1:], base_channels]):
+            dec += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1), nn.BatchNorm2d(w_out), nn.ReLU()]
+        self.decoder = nn.Sequential(*dec, nn.Conv2d(base_channels, channels, 3, 1, 1))
+        self.widths = widths
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        plane = (y.float() / max(1, self.config.num_classes - 1) * 2 - 1).view(-1, 1, 1, 1)
+        h = self.encoder(torch.cat([x, plane.expand(-1, 1, *x.shape[-2:])], 1))
+        mu, logvar = self.to_stats(torch.cat([h, self.label_embed(y)], 1)).chunk(2, dim=1)
+        return mu, logvar.clamp(-10, 10)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.from_latent(torch.cat([z, self.label_embed(y)], 1))
+        h = h.view(-1, self.widths[-1], self.bottom, self.bottom)
+        return torch.tanh(self.decoder(h))
+
+    def loss(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The negative ELBO per image (reconstruction as a Gaussian with fixed variance)."""
+        mu, logvar = self.encode(x, y)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        recon = self.decode(mu + eps * (0.5 * logvar).exp(), y)
+        rec = F.mse_loss(recon, x, reduction="none").flatten(1).sum(1).mean() / 0.1
+        kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+        total = rec + self.config.beta * kl
+        return total, {"loss": total.detach(), "recon": rec.detach(), "kl": kl.detach()}
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        labels: torch.Tensor | list[int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``n`` uint8 images ``(n, C, H, W)``; ``labels`` default to a balanced cycle."""
+        device = self.from_latent.weight.device
+        y = check_labels(n, labels, self.config.num_classes, device)
+        z = torch.randn(
+            (n, self.config.latent_dim),
+            generator=generator,
+            device=generator.device if generator is not None else device,
+        ).to(device)
+        was = self.training
+        self.eval()
+        out = (
+            to_uint8(self.decode(z, y))
+            if n
+            else torch.zeros(
+                0,
+                self.config.channels,
+                self.config.image_size,
+                self.config.image_size,
+                dtype=torch.uint8,
+            )
+        )
+        self.train(was)
+        return out
