@@ -9,7 +9,7 @@ import click
 
 from cli.options import pipeline_options, resolve_pipeline
 
-GENERATOR_MARKER = "generator_config.json"  # a saved generator directory (generative issue)
+GENERATOR_MARKER = "generator.json"  # augmentor.generators.common.META_FILE (test-checked)
 
 
 @click.command()
@@ -57,7 +57,9 @@ def generate(
     fmt: str,
     quality: int,
 ) -> int:
-    """Write augmented copies of the image folder SRC (one sub-folder per class) into DST.
+    """Write augmented copies of the image folder SRC (one sub-folder per class) into DST,
+    or, when SRC is a saved generator (`augment train`), --per-class synthetic images of each
+    of its classes.
 
     DST gets the class folders, manifest.jsonl (source, output, class, seed and the exact
     sampled parameters of every image), the resolved pipeline.yaml and run.json. Rerunning the
@@ -67,7 +69,7 @@ def generate(
     from cli.main import EXIT_SKIPPED, fail
 
     if (src / GENERATOR_MARKER).exists():
-        fail(f"SRC {str(src)!r} is a saved generator; sampling generators is not available yet")
+        return _sample_generator(src, dst, per_image, per_class, seed)
     if per_image is None and per_class is None:
         raise click.UsageError("give --per-image N or --per-class N")
     if per_image is not None and per_class is not None:
@@ -127,3 +129,47 @@ def generate(
     if report.ignored:
         click.echo(f"  ignored {len(report.ignored)} non-image files (e.g. {report.ignored[0]})")
     return EXIT_SKIPPED if report.skipped else 0
+
+
+def _sample_generator(
+    src: Path, dst: Path, per_image: int | None, per_class: int | None, seed: int | None
+) -> int:
+    from cli.main import fail
+
+    if per_class is None or per_image is not None:
+        raise click.UsageError("a saved generator takes --per-class N (not --per-image)")
+    from augmentor.generators.common import GeneratorError
+    from augmentor.generators.sample import sample_folder
+
+    holder: dict = {}
+
+    def on_start(todo: int, done: int) -> None:
+        if done:
+            click.echo(f"Resuming: {done} images already written.", err=True)
+        holder["bar"] = click.progressbar(
+            length=todo, label="sampling", file=sys.stderr, show_pos=True, show_eta=True
+        )
+        holder["bar"].__enter__()
+
+    try:
+        report = sample_folder(
+            src,
+            dst,
+            per_class,
+            seed=seed or 0,
+            on_start=on_start,
+            progress=lambda n: holder["bar"].update(n),
+        )
+    except (GeneratorError, ValueError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted: rerun the same command to resume.", err=True)
+        return 130
+    finally:
+        if "bar" in holder:
+            holder["bar"].__exit__(None, None, None)
+    click.echo(
+        f"written {report.written}, already done {report.already_done}, "
+        f"{report.seconds:.1f} s, {report.images_per_second:.1f} images/s -> {dst}"
+    )
+    return 0

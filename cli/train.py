@@ -1,0 +1,157 @@
+"""``augment train gan|vae|diffusion DATA --out DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+KINDS = ["diffusion", "gan", "vae"]  # augmentor.generators.list_generators() (test-checked)
+
+
+@click.command()
+@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The run directory.")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training steps [default: from the data and kind].",
+)
+@click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="A wall-clock budget instead.",
+)
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Training image side (divisible by 4) [default: from the data].",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--base-channels", type=click.IntRange(min=4), default=None)
+@click.option(
+    "--steps-per-epoch",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Steps between checkpoints, sample grids and KID checks.",
+)
+@click.option("--no-diffaugment", is_flag=True, help="GAN: train without DiffAugment.")
+@click.option(
+    "--beta", type=click.FloatRange(min=0), default=1.0, show_default=True, help="VAE: KL weight."
+)
+@click.option(
+    "--track-kid/--no-track-kid",
+    default=True,
+    show_default=True,
+    help="KID against the training images each epoch; keep the best in DIR/best.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--devices", default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from DIR/checkpoints/last.ckpt.")
+@click.option("--dry-run", is_flag=True, help="Print the chosen settings and a time estimate.")
+def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
+    """Train a class-conditional generator on the image folder DATA.
+
+    DIR gets generator/ (load it with augmentor.generators.load_generator, or sample it with
+    `augment generate DIR/generator DST --per-class N`), best/ (lowest KID), samples/ (a grid
+    per epoch), loss.png, logs/ and checkpoints/.
+    """
+    from cli.main import fail
+
+    if not data.is_dir():
+        raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
+    from augmentor.generators.common import GeneratorError
+    from augmentor.generators.train import (
+        DivergenceError,
+        TrainConfig,
+        estimate_seconds,
+        load_training_data,
+        resolve_config,
+        train_generator,
+    )
+
+    devices: Any = kw["devices"] if kw["devices"] == "auto" else int(kw["devices"])
+    try:
+        config = TrainConfig(
+            kind,
+            steps=kw["steps"],
+            minutes=kw["minutes"],
+            image_size=kw["image_size"],
+            batch_size=kw["batch_size"],
+            lr=kw["lr"],
+            base_channels=kw["base_channels"],
+            diffaugment=not kw["no_diffaugment"],
+            beta=kw["beta"],
+            steps_per_epoch=kw["steps_per_epoch"],
+            seed=kw["seed"],
+            devices=devices,
+        )
+        prepared = load_training_data(data, config.image_size, config.channels)
+        for note in prepared.notes:
+            click.echo(f"note: {note}", err=True)
+        if kw["dry_run"]:
+            resolved = resolve_config(config, prepared)
+            per_step = estimate_seconds(resolved, prepared)
+            click.echo(
+                f"{len(prepared.labels)} images, {len(prepared.class_names)} classes, "
+                f"{resolved.image_size}x{resolved.image_size}x{resolved.channels}"
+            )
+            for key in (
+                "kind",
+                "steps",
+                "minutes",
+                "batch_size",
+                "lr",
+                "base_channels",
+                "steps_per_epoch",
+                "diffaugment",
+                "seed",
+            ):
+                click.echo(f"  {key}: {getattr(resolved, key)}")
+            if resolved.steps:
+                click.echo(
+                    f"estimate: {per_step * 1000:.0f} ms/step on this machine, about "
+                    f"{per_step * resolved.steps / 60:.1f} min for {resolved.steps} steps "
+                    "(plus sample grids and KID checks)"
+                )
+            return 0
+        score = None
+        if kw["track_kid"]:
+            score = _kid_score(prepared)
+        result = train_generator(prepared, out, config, resume=kw["resume"], score=score)
+    except (GeneratorError, DivergenceError, ValueError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted: rerun the same command with --resume to continue.", err=True)
+        return 130
+    click.echo(f"{result.steps} steps in {result.seconds:.0f} s -> {result.generator_dir}")
+    if result.quality:
+        best = min(result.quality, key=lambda q: q["kid"])
+        click.echo(
+            f"best KID {best['kid']:.4f} ± {best['kid_std']:.4f} at step {best['step']} "
+            f"-> {out / 'best'}"
+        )
+    return 0
+
+
+def _kid_score(prepared: Any) -> Any:
+    """KID of samples against the training images, in EfficientNet-Lite0 feature space."""
+    import torch
+
+    from transfer.quality import FeatureSpace, kid_fid
+
+    space = FeatureSpace(image_size=max(64, prepared.images.shape[-1] * 2))
+    real = ((prepared.images + 1) * 127.5).round().to(torch.uint8)
+
+    def score(images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        q = kid_fid(real, images, space, subsets=20)
+        return q.to_dict()
+
+    return score
