@@ -18,7 +18,7 @@ import torch
 
 from augmentor.generators import load_generator
 from augmentor.generators.common import GeneratorError
-from augmentor.io import Manifest, safe_name, atomic_write_text, remove_temporaries, save_image
+from augmentor.io import Manifest, atomic_write_text, remove_temporaries, safe_name, save_image
 
 CHUNK = 32
 RUN_FILE = "run.json"
