@@ -36,6 +36,20 @@ GENERATOR_MARKER = "generator.json"  # augmentor.generators.common.META_FILE (te
     help="Worker processes (0: in this process). Output is identical for any value.",
 )
 @click.option(
+    "--filter",
+    "filter_run",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Generator SRC only: keep samples the classifier of this fine-tuned run puts in "
+    "their class (see --confidence).",
+)
+@click.option(
+    "--confidence",
+    default="0.5:1.0",
+    show_default=True,
+    help="With --filter: the accepted probability band LO:HI of the conditioned class.",
+)
+@click.option(
     "--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default="png", show_default=True
 )
 @click.option(
@@ -56,6 +70,8 @@ def generate(
     workers: int,
     fmt: str,
     quality: int,
+    filter_run: Path | None,
+    confidence: str,
 ) -> int:
     """Write augmented copies of the image folder SRC (one sub-folder per class) into DST,
     or, when SRC is a saved generator (`augment train`), --per-class synthetic images of each
@@ -69,7 +85,7 @@ def generate(
     from cli.main import EXIT_SKIPPED, fail
 
     if (src / GENERATOR_MARKER).exists():
-        return _sample_generator(src, dst, per_image, per_class, seed)
+        return _sample_generator(src, dst, per_image, per_class, seed, filter_run, confidence)
     if per_image is None and per_class is None:
         raise click.UsageError("give --per-image N or --per-class N")
     if per_image is not None and per_class is not None:
@@ -131,8 +147,51 @@ def generate(
     return EXIT_SKIPPED if report.skipped else 0
 
 
+def _classifier_filter(run: Path, band: str, class_names: list[str]) -> tuple:
+    """Keep samples that the classifier of RUN (`augment finetune`) puts in their conditioned
+    class with a probability inside the band LO:HI."""
+    import torch
+
+    from cli.main import fail
+    from transfer.export import Predictor
+
+    try:
+        lo, hi = (float(v) for v in band.split(":"))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected LO:HI, got {band!r}", param_hint="'--confidence'"
+        ) from None
+    if not 0 <= lo < hi <= 1:
+        raise click.BadParameter(
+            f"need 0 <= LO < HI <= 1, got {band!r}", param_hint="'--confidence'"
+        )
+    try:
+        predictor = Predictor(run)
+    except ValueError as e:
+        fail(str(e))
+    missing = [c for c in class_names if c not in predictor.classes]
+    if missing:
+        fail(f"the classifier in {str(run)!r} does not know the generator's classes {missing}")
+    to_run = torch.tensor([predictor.classes.index(c) for c in class_names])
+
+    def accept(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            probs = predictor.model(images)
+        idx = to_run[labels]
+        p = probs[torch.arange(len(idx)), idx]
+        return (probs.argmax(1) == idx) & (p >= lo) & (p <= hi)
+
+    return accept, f"classifier {run}: predicted class = label, probability in [{lo}, {hi}]"
+
+
 def _sample_generator(
-    src: Path, dst: Path, per_image: int | None, per_class: int | None, seed: int | None
+    src: Path,
+    dst: Path,
+    per_image: int | None,
+    per_class: int | None,
+    seed: int | None,
+    filter_run: Path | None = None,
+    confidence: str = "0.5:1.0",
 ) -> int:
     from cli.main import fail
 

@@ -27,6 +27,7 @@ COMMANDS = {
     "evaluate": ("cli.evaluate", "evaluate", "Report a fine-tuned run on a labelled folder."),
     "compare": ("cli.compare", "compare", "Did augmentation help? Paired repeated-split test."),
     "backbones": ("cli.backbones", "backbones", "List the registered backbones."),
+    "quality": ("cli.quality", "quality", "KID, FID and memorisation of a saved generator."),
     "train": ("cli.train", "train", "Train a GAN, VAE or diffusion generator on an image folder."),
 }
 

@@ -279,3 +279,55 @@ def test_cli_lists_match():
     from cli.train import KINDS
 
     assert KINDS == list_generators() and GENERATOR_MARKER == META_FILE
+
+
+def test_filtered_sampling_keeps_only_accepted_and_reports_rates(tmp_path):
+    from augmentor.generators.sample import sample_folder
+
+    _save("vae", tmp_path / "gen")
+
+    def even(images, labels):  # a deterministic criterion that rejects about half
+        return images[:, 0, 8, 8] % 2 == 0
+
+    r = sample_folder(
+        tmp_path / "gen", tmp_path / "out", per_class=4, seed=0, accept=even, accept_name="even"
+    )
+    assert set(r.acceptance) == {"a", "b", "c"} and all(0 < v < 1 for v in r.acceptance.values())
+    from augmentor.io import load_image
+
+    files = sorted((tmp_path / "out").rglob("*.png"))
+    assert len(files) == 12 and all(load_image(p)[8, 8, 0] % 2 == 0 for p in files)
+    assert json.loads((tmp_path / "out" / "filter.json").read_text())["filter"] == "even"
+    with pytest.raises(GeneratorError, match="pass the filter"):
+        sample_folder(
+            tmp_path / "gen",
+            tmp_path / "none",
+            per_class=2,
+            accept=lambda im, y: torch.zeros(len(y), dtype=torch.bool),
+        )
+
+
+def test_cli_quality_report(fmnist_folder, tmp_path):
+    from test_cli import augment
+
+    model = tiny("gan")
+    classes = sorted(p.name for p in fmnist_folder.iterdir())
+    save_generator(
+        model,
+        tmp_path / "gen",
+        {"kind": "gan", "class_names": classes, "image_size": 16, "channels": 1},
+    )
+    r = augment(
+        "quality",
+        tmp_path / "gen",
+        fmnist_folder,
+        "--samples",
+        "20",
+        "--out",
+        tmp_path / "q",
+        check=0,
+    )
+    assert "KID" in r.stdout and "near-duplicates" in r.stdout
+    q = json.loads((tmp_path / "q" / "quality.json").read_text())
+    assert q["kid_std"] >= 0 and q["n_real"] == 18 and 0 <= q["near_duplicate_rate"] <= 1
+    assert (tmp_path / "q" / "neighbours.png").stat().st_size > 100

@@ -804,6 +804,8 @@ def _fit(trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         with warnings.catch_warnings():
             # Lightning 2.6 trips over torch's own pytree deprecation; nothing to act on.
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            # frozen BatchNorm layers are in eval mode on purpose (Classifier.train)
+            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
             trainer.fit(*args, **kwargs)
     except SystemExit as e:
         # On Ctrl-C Lightning shuts down, ignores SIGINT from then on and calls sys.exit(1):

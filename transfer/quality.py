@@ -8,6 +8,7 @@ use torchmetrics' implementations with our feature extractor plugged in.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,3 +144,64 @@ def write_neighbours_png(
     bottom = torch.cat([real[i] for i in list(nearest)[:n]], dim=2)
     grid = torch.cat([top, bottom], dim=1).permute(1, 2, 0).numpy()
     save_image(path, np.ascontiguousarray(grid))
+
+
+def evaluate_generator(
+    generator_dir: str | Path,
+    real: str | Path,
+    out: str | Path,
+    n: int = 500,
+    seed: int = 0,
+    image_size: int = 64,
+) -> dict[str, object]:
+    """KID ± std, FID and memorisation of a saved generator against the real folder ``real``.
+
+    Writes ``quality.json`` and ``neighbours.png`` (samples above their nearest real images)
+    into ``out``; returns the numbers.
+    """
+    import cv2
+
+    from augmentor.generators import load_generator
+    from augmentor.io import atomic_write_text
+    from transfer.data import load_folder
+
+    gen = load_generator(generator_dir)
+    data = load_folder(real, classes=gen.class_names)
+    s = gen.image_size
+
+    def fit(img: np.ndarray) -> np.ndarray:
+        img = img if img.ndim == 3 else img[:, :, None]
+        if img.shape[2] != gen.channels:
+            img = (
+                cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None]
+                if gen.channels == 1
+                else np.repeat(img, 3, axis=2)
+            )
+        if img.shape[:2] != (s, s):
+            img = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA).reshape(s, s, -1)
+        return img
+
+    real_t = torch.from_numpy(np.stack([fit(im) for im in data.images])).permute(0, 3, 1, 2)
+    labels = torch.arange(n) % gen.num_classes
+    fake = gen.sample(n, labels=labels, generator=torch.Generator().manual_seed(seed))
+    space = FeatureSpace(image_size=image_size)
+    q = kid_fid(real_t, fake, space)
+    mem = memorisation(real_t, fake, space)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    order = np.argsort(mem["distance"])  # the closest pairs first: where memorisation shows
+    write_neighbours_png(
+        out / "neighbours.png", fake[order], real_t, [mem["nearest"][i] for i in order]
+    )
+    result = {
+        **q.to_dict(),
+        "near_duplicate_rate": mem["near_duplicate_rate"],
+        "near_duplicate_threshold": mem["threshold"],
+        "median_nn_distance": mem["median_distance"],
+        "samples": n,
+        "generator": str(generator_dir),
+        "real": str(real),
+        "feature_space": f"efficientnet_lite0 at {image_size} px",
+    }
+    atomic_write_text(out / "quality.json", json.dumps(result, indent=2))
+    return result
