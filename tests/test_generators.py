@@ -331,3 +331,15 @@ def test_cli_quality_report(fmnist_folder, tmp_path):
     q = json.loads((tmp_path / "q" / "quality.json").read_text())
     assert q["kid_std"] >= 0 and q["n_real"] == 18 and 0 <= q["near_duplicate_rate"] <= 1
     assert (tmp_path / "q" / "neighbours.png").stat().st_size > 100
+
+
+@pytest.mark.parametrize("kind", sorted(GENERATORS))
+@pytest.mark.parametrize("size", [28, 64])
+def test_sizes_and_rgb(kind, size):
+    kw = {"image_size": size, "channels": 3, "num_classes": 2, "base_channels": 8}
+    if kind == "diffusion":
+        kw["sample_steps"] = 1
+    model = generator_class(kind)(**kw)
+    assert model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 3, size, size)
+    with pytest.raises(GeneratorError, match="divisible by 4"):
+        generator_class(kind)(**{**kw, "image_size": 30})

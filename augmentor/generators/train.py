@@ -233,10 +233,12 @@ def build_model(config: TrainConfig, num_classes: int) -> torch.nn.Module:
     return cls(**kw)
 
 
-def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
-    """The generator of every random draw in training step ``step``."""
+def step_generator(seed: int, step: int, device: torch.device, rank: int = 0) -> torch.Generator:
+    """The generator of every random draw in training step ``step`` (on process ``rank``:
+    with several GPUs each process draws its own batch)."""
+    key = f"{seed}:{step}" if rank == 0 else f"{seed}:{step}:{rank}"
     g = torch.Generator(device=device)
-    g.manual_seed(int.from_bytes(hashlib.sha256(f"{seed}:{step}".encode()).digest()[:8], "big"))
+    g.manual_seed(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
     return g
 
 
@@ -284,7 +286,7 @@ class GeneratorModule(L.LightningModule):
             raise DivergenceError(f"{name} became {value.item()} at step {int(self.step)}")
 
     def training_step(self, batch: Any, _: int) -> torch.Tensor | None:
-        g = step_generator(self.config.seed, int(self.step), self.images.device)
+        g = step_generator(self.config.seed, int(self.step), self.images.device, self.global_rank)
         x, y = self._batch(g)
         if self.config.kind == "gan":
             self._gan_step(x, y, g)
