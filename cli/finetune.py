@@ -203,7 +203,10 @@ def build_config(**kw: Any) -> Any:
 @finetune_options
 @click.option("--resume", is_flag=True, help="Continue from RUN/checkpoints/last.ckpt.")
 @click.option("--no-export", is_flag=True, help="Skip the TorchScript and ONNX exports.")
-def finetune(data: Path, out: Path, resume: bool, no_export: bool, **kw: Any) -> int:
+@click.option("--overwrite", is_flag=True, help="Replace a previous run in RUN.")
+def finetune(
+    data: Path, out: Path, resume: bool, no_export: bool, overwrite: bool, **kw: Any
+) -> int:
     """Fine-tune a pretrained backbone on the image folder DATA (one sub-folder per class).
 
     RUN gets the best checkpoint, model.safetensors, labels.json, export/ (TorchScript and
@@ -219,7 +222,9 @@ def finetune(data: Path, out: Path, resume: bool, no_export: bool, **kw: Any) ->
         config = build_config(**kw)
         from transfer.finetune import finetune as run_finetune
 
-        result = run_finetune(data, out, config, resume=resume, export=not no_export)
+        result = run_finetune(
+            data, out, config, resume=resume, export=not no_export, overwrite=overwrite
+        )
     except ValueError as e:
         fail(str(e))
     except FloatingPointError as e:

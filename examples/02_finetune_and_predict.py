@@ -32,7 +32,7 @@ def main() -> None:
         epochs=2,
         preset="light",
     )
-    result = finetune(data, out, config, progress=False)
+    result = finetune(data, out, config, progress=False, overwrite=True)
     print(f"report: {out / 'report' / 'report.md'}")
 
     test = fashion_mnist_subset("test")

@@ -343,3 +343,11 @@ def test_resume_continues_exactly(fmnist, tmp_path):
     assert record.epochs == [2, 3]  # it continued; it did not start over
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
+
+
+def test_an_existing_run_is_not_overwritten_by_mistake(fmnist, tmp_path):
+    cfg = FinetuneConfig(strategy="linear", probe_epochs=1, val_fraction=0.25, **CNN)
+    finetune(fmnist, tmp_path, cfg, progress=False, export=False)
+    with pytest.raises(DataError, match="already holds a run"):
+        finetune(fmnist, tmp_path, cfg, progress=False, export=False)
+    finetune(fmnist, tmp_path, cfg, progress=False, export=False, overwrite=True)

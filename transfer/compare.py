@@ -135,6 +135,9 @@ def compare(
             run = out / _slug(name) / f"split-{r}"
             got = _done(run, config)
             if got is None:
+                # an interrupted run resumes; a stale one (other config) is replaced
+                last = run / "checkpoints" / "last.ckpt"
+                partial = last.is_file() and not (run / "config.json").is_file()
                 result = finetune(
                     real,
                     run,
@@ -143,6 +146,8 @@ def compare(
                     test_index=test_idx,
                     progress=progress,
                     export=False,
+                    resume=partial,
+                    overwrite=not partial,
                 )
                 assert result.test_metrics is not None
                 got = {k: float(result.test_metrics[k]) for k in METRICS}

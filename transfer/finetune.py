@@ -596,6 +596,7 @@ def finetune(
     train_index: np.ndarray | None = None,
     test_index: np.ndarray | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     export: bool = True,
     callbacks: Sequence[Callback] = (),
@@ -610,6 +611,8 @@ def finetune(
         train_index: use only these images (the rest of a repeated split is the test set).
         test_index: images evaluated at the end (never used for training or selection).
         resume: continue an interrupted fine-tuning stage from ``checkpoints/last.ckpt``.
+        overwrite: replace a previous run in ``out`` (without it, and without ``resume``, a
+            directory that holds checkpoints or a model is refused: nothing is lost by mistake).
         progress: show Lightning's progress bar.
         export: write the TorchScript and ONNX models.
         callbacks: extra Lightning callbacks for the fine-tuning stage.
@@ -619,6 +622,17 @@ def finetune(
 
     config = config or FinetuneConfig()
     out = Path(out)
+    previous = [p for p in (out / "checkpoints", out / "model.safetensors") if p.exists()]
+    if previous and not resume:
+        if not overwrite:
+            raise DataError(
+                f"{str(out)!r} already holds a run ({previous[0].name}); resume it "
+                "(--resume), replace it (--overwrite) or choose another directory"
+            )
+        import shutil
+
+        for name in ("checkpoints", "logs", "report", "export"):
+            shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(config.seed, workers=True, verbose=False)
     real = data if isinstance(data, LabelledImages) else load_folder(data)
