@@ -80,7 +80,10 @@ def test_timm_name_with_random_init_and_offline_error(monkeypatch):
     cfg = resolve_model_data_config(bb.body)  # read from timm, not hard-coded
     assert bb.preprocessing.input_size == cfg["input_size"][-1]
     assert bb.preprocessing.mean == tuple(cfg["mean"])
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    # as on a machine without network (the constant is read from the environment at import)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(BackboneError, match="--weights PATH"):
         create_backbone("timm/resnet10t")
 
