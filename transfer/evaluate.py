@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from augmentor.io import atomic_write_bytes, atomic_write_text
+from augmentor.training import versions
 from transfer.data import EvalImages, LabelledImages
 from transfer.preprocess import Preprocess
 
@@ -29,7 +29,6 @@ __all__ = [
     "classification_metrics",
     "evaluate_model",
     "mean_interval",
-    "versions",
     "write_report",
 ]
 
@@ -159,17 +158,8 @@ def evaluate_model(
     return classification_metrics(data.labels, predict_probs(model, preprocess, data), data.classes)
 
 
-def versions() -> dict[str, str]:
-    """Versions of Python and the libraries that shape a result."""
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for name in ("smallaug", "torch", "torchvision", "lightning", "timm", "torchmetrics", "numpy"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+# the libraries that shape a fine-tuning result, recorded in its report
+VERSIONS = ("smallaug", "torch", "torchvision", "lightning", "timm", "torchmetrics", "numpy")
 
 
 def _read_csv_logs(logs: Path) -> dict[str, list[dict[str, float]]]:
@@ -283,7 +273,7 @@ def write_report(
     atomic_write_text(out / "per_class.csv", "\n".join(lines) + "\n")
     plot_confusion(out / "confusion.png", metrics["confusion"], classes)
     has_curves = plot_curves(out / "curves.png", _read_csv_logs(Path(logs))) if logs else False
-    resolved = {"config": config, "seed": config.get("seed"), "versions": versions()}
+    resolved = {"config": config, "seed": config.get("seed"), "versions": versions(VERSIONS)}
     atomic_write_text(out / "config.json", json.dumps(resolved, indent=2, default=str))
     md = [f"# {title or 'Evaluation'}", ""]
     md += [

@@ -18,12 +18,11 @@ checkpoint and DDP all see one stable optimizer.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from augmentor.pipeline import Pipeline
 from augmentor.presets import preset as make_preset
+from augmentor.training import default_precision, fit
 from transfer.backbones import Backbone, create_backbone
 from transfer.data import (
     DataError,
@@ -455,14 +455,6 @@ class FinetuneResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _precision(config: FinetuneConfig) -> str:
-    if config.precision:
-        return config.precision
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
-
-
 def _trainer(
     config: FinetuneConfig,
     out: Path,
@@ -491,7 +483,7 @@ def _trainer(
         devices=config.devices,
         num_nodes=config.num_nodes,
         strategy=strategy,
-        precision=_precision(config),  # type: ignore[arg-type]
+        precision=config.precision or default_precision(),  # type: ignore[arg-type]
         logger=loggers,
         callbacks=callbacks,
         enable_checkpointing=checkpoint,
@@ -811,37 +803,17 @@ def _evaluate_cached(
 
 
 def _fit(trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
-    import signal
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            # Lightning 2.6 trips over torch's own pytree deprecation; nothing to act on.
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-            # frozen BatchNorm layers are in eval mode on purpose (Classifier.train)
-            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-            trainer.fit(*args, **kwargs)
-    except SystemExit as e:
-        # On Ctrl-C Lightning shuts down, ignores SIGINT from then on and calls sys.exit(1):
-        # a library must not end the caller's process, so give back a KeyboardInterrupt.
-        if isinstance(e.__context__, KeyboardInterrupt):
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt(
-                "interrupted; the last finished epoch is in checkpoints/last.ckpt: "
-                "resume=True (--resume) continues from it"
-            ) from None
-        raise
+    fit(
+        trainer,
+        *args,
+        resume_hint="the last finished epoch is in checkpoints/last.ckpt: "
+        "resume=True (--resume) continues from it",
+        # frozen BatchNorm layers are in eval mode on purpose (Classifier.train)
+        quiet=[r".*module\(s\) in eval mode.*"],
+        **kwargs,
+    )
 
 
 def _last_logged(trainer: L.Trainer, key: str) -> float | None:
     value = trainer.logged_metrics.get(key)
     return float(value) if value is not None else None
-
-
-def config_json(config: FinetuneConfig) -> str:
-    return json.dumps(config.to_dict(), indent=2, sort_keys=True)
-
-
-def with_overrides(config: FinetuneConfig, **kw: Any) -> FinetuneConfig:
-    """``config`` with some fields replaced (re-validated)."""
-    return replace(config, **{k: v for k, v in kw.items() if v is not None})

@@ -16,6 +16,7 @@ import torch
 
 META_FILE = "generator.json"
 META_VERSION = 1
+VERSIONS = ("smallaug", "torch", "diffusers", "lightning")  # recorded with a saved generator
 
 
 class GeneratorError(ValueError):
@@ -86,15 +87,3 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
             f"{str(path)!r}: format_version {meta.get('format_version')!r} is not {META_VERSION}"
         )
     return meta
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for name in ("smallaug", "torch", "diffusers"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = "not installed"
-    return out

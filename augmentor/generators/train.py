@@ -32,8 +32,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from augmentor.generators import generator_class, list_generators
-from augmentor.generators.common import GeneratorError, versions, write_meta
+from augmentor.generators.common import VERSIONS, GeneratorError, write_meta
 from augmentor.generators.gan import ProjectionDiscriminator, diff_augment
+from augmentor.training import default_precision, fit, versions
 
 log = logging.getLogger(__name__)
 
@@ -520,7 +521,7 @@ def train_generator(
         "channels": config.channels,
         "data_fingerprint": data.fingerprint,
         "train_config": asdict(config),
-        "versions": versions(),
+        "versions": versions(VERSIONS),
     }
 
     def save(model: torch.nn.Module, directory: Path, extra: dict[str, Any]) -> None:
@@ -544,7 +545,7 @@ def train_generator(
         max_time={"minutes": config.minutes} if config.minutes else None,
         accelerator="auto",
         devices=config.devices,
-        precision=config.precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true"),
+        precision=config.precision or default_precision(),
         logger=[
             CSVLogger(str(out / "logs"), name="", version=""),
             TensorBoardLogger(str(out / "logs"), name="tensorboard", version=""),
@@ -559,26 +560,21 @@ def train_generator(
     loader = DataLoader(_Steps(config.steps_per_epoch), batch_size=None, shuffle=False)
     last = out / "checkpoints" / "last.ckpt"
     t = time.perf_counter()
-    import warnings
-
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            trainer.fit(module, loader, ckpt_path=str(last) if resume and last.is_file() else None)
+        fit(
+            trainer,
+            module,
+            loader,
+            ckpt_path=str(last) if resume and last.is_file() else None,
+            resume_hint="rerun with --resume to continue",
+            quiet=[".*does not have many workers.*"],
+        )
     except DivergenceError as e:
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint yet"
         raise DivergenceError(
             f"{e}; training stopped, {kept}, nothing was saved as the generator. Lower the "
             "learning rate (--lr) and resume, or restart"
         ) from None
-    except SystemExit as e:  # Lightning's Ctrl-C handling ends the process; give it back
-        if isinstance(e.__context__, KeyboardInterrupt):
-            import signal
-
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt("interrupted; rerun with --resume to continue") from None
-        raise
     seconds = time.perf_counter() - t
     final = out / "generator"
     save(
@@ -607,7 +603,7 @@ def train_generator(
                 "seconds": seconds,
                 "notes": data.notes,
                 "quality": result.quality,
-                "versions": versions(),
+                "versions": versions(VERSIONS),
             },
             indent=2,
             default=str,
