@@ -29,7 +29,7 @@ from augmentor.generators import load_generator
 from augmentor.generators.train import TrainConfig, train_generator, write_grid
 from transfer.data import LabelledImages
 from transfer.finetune import FinetuneConfig, finetune
-from transfer.quality import FeatureSpace, kid_fid, memorisation
+from transfer.quality import FeatureSpace, kid_fid_features, memorisation_features
 
 KINDS = {
     "gan": TrainConfig("gan"),
@@ -90,6 +90,7 @@ def main() -> None:
     test = LabelledImages.from_arrays(te.images, te.labels, te.classes, "test")
     train = LabelledImages.from_arrays(tr.images, tr.labels, tr.classes, "train")
     space = FeatureSpace(image_size=64)
+    f_train, f_test = space(real_train), space(real_test)  # embedded once for all generators
     cas_real = cas(train, test, out / "cas-real")
     rows = {}
     for kind in args.kinds:
@@ -105,8 +106,9 @@ def main() -> None:
         t = time.perf_counter()
         fake = gen.sample(args.samples, labels=labels, generator=torch.Generator().manual_seed(0))
         sps = args.samples / (time.perf_counter() - t)
-        q = kid_fid(real_test, fake, space, subsets=50)
-        mem = memorisation(real_train, fake, space)
+        f_fake = space(fake)
+        q = kid_fid_features(f_test, f_fake, subsets=50)
+        mem = memorisation_features(f_train, f_fake)
         # the generator numbers classes by folder name (sorted); map them to the dataset's order
         syn_labels = torch.arange(1000) % 10
         to_gen = torch.tensor([gen.label_of(name) for name in tr.classes])

@@ -145,13 +145,13 @@ def _kid_score(prepared: Any) -> Any:
     """KID of samples against the training images, in EfficientNet-Lite0 feature space."""
     import torch
 
-    from transfer.quality import FeatureSpace, kid_fid
+    from augmentor.generators.common import to_uint8
+    from transfer.quality import FeatureSpace, kid_fid_features
 
     space = FeatureSpace(image_size=max(64, prepared.images.shape[-1] * 2))
-    real = ((prepared.images + 1) * 127.5).round().to(torch.uint8)
+    real = space(to_uint8(prepared.images))  # embedded once, compared every epoch
 
     def score(images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        q = kid_fid(real, images, space, subsets=20)
-        return q.to_dict()
+        return kid_fid_features(real, space(images), subsets=20).to_dict()
 
     return score

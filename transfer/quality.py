@@ -20,7 +20,16 @@ from torch import nn
 from transfer.backbones import create_backbone
 from transfer.preprocess import Preprocess
 
-__all__ = ["FeatureSpace", "kid_fid", "nearest_real", "write_neighbours_png"]
+__all__ = [
+    "FeatureSpace",
+    "evaluate_generator",
+    "kid_fid",
+    "kid_fid_features",
+    "memorisation",
+    "memorisation_features",
+    "nearest_real",
+    "write_neighbours_png",
+]
 
 
 class FeatureSpace(nn.Module):
@@ -68,14 +77,21 @@ def kid_fid(
     real: torch.Tensor, fake: torch.Tensor, space: FeatureSpace, subsets: int = 50, seed: int = 0
 ) -> Quality:
     """KID (mean ± std over subsets) and FID between uint8 real and fake images."""
+    return kid_fid_features(space(real), space(fake), subsets, seed)
+
+
+def kid_fid_features(
+    fr: torch.Tensor, ff: torch.Tensor, subsets: int = 50, seed: int = 0
+) -> Quality:
+    """:func:`kid_fid` on features already computed (real ``fr``, fake ``ff``), so a fixed
+    real set is embedded once however often it is compared."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    n = min(len(real), len(fake))
+    n = min(len(fr), len(ff))
     if n < 10:
-        raise ValueError(f"need at least 10 real and 10 fake images, got {len(real)}/{len(fake)}")
-    fr, ff = space(real), space(fake)
-    feat = _Precomputed(space.num_features)
+        raise ValueError(f"need at least 10 real and 10 fake images, got {len(fr)}/{len(ff)}")
+    feat = _Precomputed(fr.shape[1])
     torch.manual_seed(seed)  # torchmetrics' KID draws its subsets from the global generator
     kid = KernelInceptionDistance(
         feature=feat, subsets=subsets, subset_size=max(10, n // 2), normalize=False
@@ -85,7 +101,7 @@ def kid_fid(
         metric.update(fr, real=True)
         metric.update(ff, real=False)
     k_mean, k_std = kid.compute()
-    return Quality(float(k_mean), float(k_std), float(fid.compute()), len(real), len(fake))
+    return Quality(float(k_mean), float(k_std), float(fid.compute()), len(fr), len(ff))
 
 
 class _Precomputed(nn.Module):
@@ -117,7 +133,11 @@ def memorisation(
 ) -> dict[str, float | list[int]]:
     """Near-duplicate rate: fakes closer to a real image than 1% of real images are to their
     own nearest other real image."""
-    fr, ff = space(real), space(fake)
+    return memorisation_features(space(real), space(fake))
+
+
+def memorisation_features(fr: torch.Tensor, ff: torch.Tensor) -> dict[str, float | list[int]]:
+    """:func:`memorisation` on features already computed (real ``fr``, fake ``ff``)."""
     d_fake, idx = nearest_real(ff, fr)
     rr = nn.functional.normalize(fr, dim=1)
     sim = rr @ rr.T
@@ -159,34 +179,29 @@ def evaluate_generator(
     Writes ``quality.json`` and ``neighbours.png`` (samples above their nearest real images)
     into ``out``; returns the numbers.
     """
-    import cv2
-
     from augmentor.generators import load_generator
+    from augmentor.generators.common import to_uint8
+    from augmentor.generators.train import load_training_data
     from augmentor.io import atomic_write_text
-    from transfer.data import load_folder
+    from transfer.data import DataError
 
     gen = load_generator(generator_dir)
-    data = load_folder(real, classes=gen.class_names)
-    s = gen.image_size
-
-    def fit(img: np.ndarray) -> np.ndarray:
-        img = img if img.ndim == 3 else img[:, :, None]
-        if img.shape[2] != gen.channels:
-            img = (
-                cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None]
-                if gen.channels == 1
-                else np.repeat(img, 3, axis=2)
-            )
-        if img.shape[:2] != (s, s):
-            img = cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA).reshape(s, s, -1)
-        return img
-
-    real_t = torch.from_numpy(np.stack([fit(im) for im in data.images])).permute(0, 3, 1, 2)
+    # the real images, converted to the generator's size and channels the way its own
+    # training images were
+    data = load_training_data(real, gen.image_size, gen.channels, min_per_class=1)
+    unknown = sorted(set(data.class_names) - set(gen.class_names))
+    if unknown:
+        raise DataError(
+            f"{str(real)!r} has classes the model does not know: {', '.join(unknown)} "
+            f"(known: {', '.join(gen.class_names)})"
+        )
+    real_t = to_uint8(data.images)
     labels = torch.arange(n) % gen.num_classes
     fake = gen.sample(n, labels=labels, generator=torch.Generator().manual_seed(seed))
     space = FeatureSpace(image_size=image_size)
-    q = kid_fid(real_t, fake, space)
-    mem = memorisation(real_t, fake, space)
+    fr, ff = space(real_t), space(fake)
+    q = kid_fid_features(fr, ff)
+    mem = memorisation_features(fr, ff)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     order = np.argsort(mem["distance"])  # the closest pairs first: where memorisation shows
