@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Predictor", "RunError", "export_model", "load_run", "save_run"]
 
-RUN_FILES = ("model.safetensors", "config.json", "labels.json", "preprocess.json")
 TORCHSCRIPT = "export/model.torchscript.pt"
 ONNX = "export/model.onnx"
 

@@ -512,6 +512,7 @@ def _sample_weights(labels: np.ndarray, k: int) -> np.ndarray:
 def _probe(
     config: FinetuneConfig,
     out: Path,
+    cache: FeatureCache,
     model: Classifier,
     preprocess: Preprocess,
     train: LabelledImages,
@@ -521,8 +522,7 @@ def _probe(
     progress: bool,
 ) -> None:
     """Train ``model.head`` on cached frozen features (the linear probe)."""
-    cache = FeatureCache(config.cache_dir or out / "feature_cache")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _device()
     views = config.feature_views
     pipe = pipeline if views > 1 else None
     f_train = cache.features(model.backbone, preprocess, train, views, pipe, device=device)
@@ -633,7 +633,8 @@ def finetune(
     test = real.subset(test_index) if test_index is not None else None
     val_fraction = config.val_fraction
     if val_fraction is None:
-        smallest = int(np.bincount(pool.labels)[np.bincount(pool.labels) > 0].min())
+        counts = np.bincount(pool.labels)
+        smallest = int(counts[counts > 0].min())
         val_fraction = 0.2 if smallest >= AUTO_VAL_MIN else 0.0
     if val_fraction > 0:
         tr_idx, val_idx = stratified_split(pool.labels, val_fraction, config.seed, pool.classes)
@@ -661,8 +662,10 @@ def finetune(
     )
 
     t0 = time.perf_counter()
+    # one cache per run: its shards are read from disk once, for the probe and the evaluation
+    cache = FeatureCache(config.cache_dir or out / "feature_cache")
     if config.strategy in ("linear", "lp-ft"):
-        _probe(config, out, model, preprocess, train, val, pipeline, synthetic, progress)
+        _probe(config, out, cache, model, preprocess, train, val, pipeline, synthetic, progress)
     probe_seconds = time.perf_counter() - t0
 
     best = None
@@ -748,7 +751,7 @@ def finetune(
         if part is None:
             return None
         if config.strategy == "linear":  # frozen backbone: features come from the cache
-            return _evaluate_cached(config, out, model, preprocess, part)
+            return _evaluate_cached(cache, model, preprocess, part)
         return evaluate_model(model, preprocess, part)
 
     val_metrics, test_metrics = score(val), score(test)
@@ -757,7 +760,7 @@ def finetune(
     elif val_metrics is not None:
         report_metrics, split = val_metrics, "validation"
     else:  # nothing held out: say so, the numbers are optimistic
-        report_metrics, split = evaluate_model(model, preprocess, train), "training (optimistic)"
+        report_metrics, split = score(train), "training (optimistic)"
     write_report(
         out / "report",
         report_metrics,
@@ -785,18 +788,16 @@ def finetune(
     )
 
 
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _evaluate_cached(
-    config: FinetuneConfig,
-    out: Path,
-    model: Classifier,
-    preprocess: Preprocess,
-    data: LabelledImages,
+    cache: FeatureCache, model: Classifier, preprocess: Preprocess, data: LabelledImages
 ) -> dict[str, Any]:
     from transfer.evaluate import classification_metrics
 
-    cache = FeatureCache(config.cache_dir or out / "feature_cache")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    feats = cache.features(model.backbone, preprocess, data, 1, device=device)[0]
+    feats = cache.features(model.backbone, preprocess, data, 1, device=_device())[0]
     with torch.inference_mode():
         probs = model.head.eval()(feats).softmax(1).numpy()
     return classification_metrics(data.labels, probs, data.classes)
