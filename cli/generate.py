@@ -190,16 +190,23 @@ def _sample_generator(
     per_image: int | None,
     per_class: int | None,
     seed: int | None,
-    filter_run: Path | None = None,
-    confidence: str = "0.5:1.0",
+    filter_run: Path | None,
+    confidence: str,
 ) -> int:
     from cli.main import fail
 
     if per_class is None or per_image is not None:
         raise click.UsageError("a saved generator takes --per-class N (not --per-image)")
-    from augmentor.generators.common import GeneratorError
+    from augmentor.generators.common import GeneratorError, read_meta
     from augmentor.generators.sample import sample_folder
 
+    accept, accept_name = None, None
+    if filter_run is not None:
+        try:
+            names = read_meta(src)["class_names"]
+        except GeneratorError as e:
+            fail(str(e))
+        accept, accept_name = _classifier_filter(filter_run, confidence, names)
     holder: dict = {}
 
     def on_start(todo: int, done: int) -> None:
@@ -218,6 +225,8 @@ def _sample_generator(
             seed=seed or 0,
             on_start=on_start,
             progress=lambda n: holder["bar"].update(n),
+            accept=accept,
+            accept_name=accept_name,
         )
     except (GeneratorError, ValueError) as e:
         fail(str(e))
@@ -231,4 +240,6 @@ def _sample_generator(
         f"written {report.written}, already done {report.already_done}, "
         f"{report.seconds:.1f} s, {report.images_per_second:.1f} images/s -> {dst}"
     )
+    for name, rate in (report.acceptance or {}).items():
+        click.echo(f"  {name}: {rate:.1%} of samples accepted by the filter")
     return 0

@@ -251,9 +251,9 @@ def test_cli_train_then_generate(fmnist_folder, tmp_path):
         "--out",
         tmp_path / "g",
         "--steps",
-        "4",
+        "120",
         "--steps-per-epoch",
-        "2",
+        "60",
         "--base-channels",
         "8",
         "--no-track-kid",
@@ -264,6 +264,45 @@ def test_cli_train_then_generate(fmnist_folder, tmp_path):
     )
     assert "written 9" in r.stdout
     assert len(list((tmp_path / "syn").rglob("*.png"))) == 9
+
+    # --filter: keep only samples a fine-tuned classifier puts in their own class. The
+    # classifier learns this (barely trained) generator's own samples, so some must pass.
+    syn20 = tmp_path / "syn20"
+    augment("generate", tmp_path / "g" / "generator", syn20, "--per-class", "20", check=0)
+    clf = ["--backbone", "small_cnn", "--no-pretrained", "--strategy", "full", "--epochs", "5"]
+    augment("finetune", syn20, "--out", tmp_path / "clf", *clf, check=0)
+    r = augment(
+        "generate",
+        tmp_path / "g" / "generator",
+        tmp_path / "kept",
+        "--per-class",
+        "2",
+        "--filter",
+        tmp_path / "clf",
+        "--confidence",
+        "0:1",
+        check=0,
+    )
+    assert "accepted by the filter" in r.stdout
+    assert json.loads((tmp_path / "kept" / "filter.json").read_text())["acceptance"]
+    kept = sorted((tmp_path / "kept").rglob("*.png"))
+    assert len(kept) == 6
+    r = augment("predict", tmp_path / "clf", *kept, "--json", check=0)
+    for line, path in zip(r.stdout.splitlines(), kept):
+        assert json.loads(line)["top"][0]["class"] == path.parent.name
+    r = augment(
+        "generate",
+        tmp_path / "g" / "generator",
+        tmp_path / "bad",
+        "--per-class",
+        "2",
+        "--filter",
+        tmp_path / "clf",
+        "--confidence",
+        "0.9:0.1",
+        check=2,
+    )
+    assert "--confidence" in r.stderr
     r = augment(
         "generate", tmp_path / "g" / "generator", tmp_path / "syn2", "--per-image", "3", check=2
     )
