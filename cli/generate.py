@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -96,20 +97,7 @@ def generate(
 
     from augmentor.jobs import generate_folder
 
-    bar_holder: dict = {}
-
-    def on_start(todo: int, done: int) -> None:
-        if done:
-            click.echo(f"Resuming: {done} images already written.", err=True)
-        bar = click.progressbar(
-            length=todo, label="augmenting", file=sys.stderr, show_pos=True, show_eta=True
-        )
-        bar.__enter__()
-        bar_holder["bar"] = bar
-
-    def progress(n: int) -> None:
-        bar_holder["bar"].update(n)
-
+    bar = _Progress("augmenting")
     try:
         report = generate_folder(
             src,
@@ -120,21 +108,19 @@ def generate(
             workers=workers,
             fmt=fmt,
             quality=quality,
-            progress=progress,
-            on_start=on_start,
+            progress=bar.update,
+            on_start=bar.on_start,
         )
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     except KeyboardInterrupt:
-        if "bar" in bar_holder:
-            bar_holder["bar"].__exit__(None, None, None)
+        bar.close()
         click.echo(
             "\nInterrupted: finished images are kept; rerun the same command to resume.", err=True
         )
         sys.exit(130)
     finally:
-        if "bar" in bar_holder:
-            bar_holder["bar"].__exit__(None, None, None)
+        bar.close()
     click.echo(
         f"written {report.written}, already done {report.already_done}, "
         f"skipped {len(report.skipped)} source images, {report.seconds:.1f} s, "
@@ -145,6 +131,30 @@ def generate(
     if report.ignored:
         click.echo(f"  ignored {len(report.ignored)} non-image files (e.g. {report.ignored[0]})")
     return EXIT_SKIPPED if report.skipped else 0
+
+
+class _Progress:
+    """A click progress bar, opened once the job knows its size (its ``on_start`` hook)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+
+    def on_start(self, todo: int, done: int) -> None:
+        if done:
+            click.echo(f"Resuming: {done} images already written.", err=True)
+        self.bar = click.progressbar(
+            length=todo, label=self.label, file=sys.stderr, show_pos=True, show_eta=True
+        )
+        self.bar.__enter__()
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 def _classifier_filter(run: Path, band: str, class_names: list[str]) -> tuple:
@@ -207,24 +217,15 @@ def _sample_generator(
         except GeneratorError as e:
             fail(str(e))
         accept, accept_name = _classifier_filter(filter_run, confidence, names)
-    holder: dict = {}
-
-    def on_start(todo: int, done: int) -> None:
-        if done:
-            click.echo(f"Resuming: {done} images already written.", err=True)
-        holder["bar"] = click.progressbar(
-            length=todo, label="sampling", file=sys.stderr, show_pos=True, show_eta=True
-        )
-        holder["bar"].__enter__()
-
+    bar = _Progress("sampling")
     try:
         report = sample_folder(
             src,
             dst,
             per_class,
             seed=seed or 0,
-            on_start=on_start,
-            progress=lambda n: holder["bar"].update(n),
+            on_start=bar.on_start,
+            progress=bar.update,
             accept=accept,
             accept_name=accept_name,
         )
@@ -234,8 +235,7 @@ def _sample_generator(
         click.echo("\nInterrupted: rerun the same command to resume.", err=True)
         return 130
     finally:
-        if "bar" in holder:
-            holder["bar"].__exit__(None, None, None)
+        bar.close()
     click.echo(
         f"written {report.written}, already done {report.already_done}, "
         f"{report.seconds:.1f} s, {report.images_per_second:.1f} images/s -> {dst}"
