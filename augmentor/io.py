@@ -180,6 +180,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def save_figure(path: str | Path, fig: Any) -> None:
+    """Write a matplotlib figure as PNG atomically, and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def save_image(path: str | Path, image: np.ndarray, fmt: str = "png", quality: int = 95) -> None:
     atomic_write_bytes(path, encode_image(image, fmt, quality))
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from augmentor.io import atomic_write_bytes, atomic_write_text
+from augmentor.io import atomic_write_text, save_figure
 from augmentor.training import versions
 from transfer.data import EvalImages, LabelledImages
 from transfer.preprocess import Preprocess
@@ -200,7 +200,7 @@ def plot_confusion(path: Path, confusion: Sequence[Sequence[int]], classes: Sequ
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.tight_layout()
-    _save_fig(fig, path)
+    save_figure(path, fig)
 
 
 def plot_curves(path: Path, stages: dict[str, list[dict[str, float]]]) -> bool:
@@ -234,19 +234,8 @@ def plot_curves(path: Path, stages: dict[str, list[dict[str, float]]]) -> bool:
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _save_fig(fig, path)
+    save_figure(path, fig)
     return True
-
-
-def _save_fig(fig: Any, path: Path) -> None:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def write_report(

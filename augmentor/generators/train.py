@@ -614,14 +614,13 @@ def train_generator(
 
 def _plot_losses(out: Path) -> None:
     import csv
-    import io
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from augmentor.io import atomic_write_bytes
+    from augmentor.io import save_figure
 
     path = out / "logs" / "metrics.csv"
     if not path.is_file():
@@ -640,7 +639,4 @@ def _plot_losses(out: Path) -> None:
     ax.set_xlabel("step")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(out / "loss.png", buf.getvalue())
+    save_figure(out / "loss.png", fig)
