@@ -8,7 +8,8 @@ names, image size and channels, a fingerprint of the training data and library v
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,32 @@ def check_labels(
             f"label {int(bad[0])} is outside the trained classes 0..{num_classes - 1}"
         )
     return y
+
+
+def randn(
+    shape: Sequence[int], generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
+    """Standard normal noise drawn on the generator's own device, then moved to ``device``: a
+    CPU generator gives the same samples whatever device the model is on."""
+    gdev = generator.device if generator is not None else device
+    return torch.randn(tuple(shape), generator=generator, device=gdev).to(device)
+
+
+def no_images(config: Any) -> torch.Tensor:
+    """The ``sample(0)`` result: an empty uint8 batch of the model's image shape."""
+    c, s = config.channels, config.image_size
+    return torch.zeros(0, c, s, s, dtype=torch.uint8)
+
+
+@contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[None]:
+    """Eval mode inside the block, the previous mode after it."""
+    was = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

@@ -7,12 +7,22 @@ image size. The training module keeps an EMA of the weights, and that EMA is wha
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from augmentor.generators.common import GeneratorError, check_labels, size_levels, to_uint8
+from augmentor.generators.common import (
+    GeneratorError,
+    check_labels,
+    evaluating,
+    no_images,
+    randn,
+    size_levels,
+    to_uint8,
+)
 
 
 class ConditionalDiffusion(ModelMixin, ConfigMixin):
@@ -57,9 +67,14 @@ class ConditionalDiffusion(ModelMixin, ConfigMixin):
         )
 
     def train_scheduler(self) -> DDPMScheduler:
-        return DDPMScheduler(
-            num_train_timesteps=self.config.num_train_timesteps, beta_schedule="squaredcos_cap_v2"
-        )
+        return DDPMScheduler(**self._schedule())
+
+    def _schedule(self) -> dict[str, Any]:
+        """The noise schedule, shared by training and by every sampler."""
+        return {
+            "num_train_timesteps": self.config.num_train_timesteps,
+            "beta_schedule": "squaredcos_cap_v2",
+        }
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.unet(x, t, class_labels=y).sample
@@ -70,7 +85,7 @@ class ConditionalDiffusion(ModelMixin, ConfigMixin):
         sched = self.train_scheduler()
         dev = x.device
         gdev = generator.device if generator is not None else dev
-        noise = torch.randn(x.shape, generator=generator, device=gdev).to(dev)
+        noise = randn(x.shape, generator, dev)
         t = torch.randint(
             0, sched.config.num_train_timesteps, (x.shape[0],), generator=generator, device=gdev
         ).to(dev)
@@ -89,24 +104,19 @@ class ConditionalDiffusion(ModelMixin, ConfigMixin):
         """``n`` uint8 images ``(n, C, H, W)`` in ``steps`` (default ``sample_steps``) steps."""
         dev = next(self.parameters()).device
         y = check_labels(n, labels, self.config.num_classes, dev)
-        c, s = self.config.channels, self.config.image_size
         if n == 0:
-            return torch.zeros(0, c, s, s, dtype=torch.uint8)
-        kw = dict(
-            num_train_timesteps=self.config.num_train_timesteps, beta_schedule="squaredcos_cap_v2"
-        )
+            return no_images(self.config)
+        c, s = self.config.channels, self.config.image_size
+        kw = self._schedule()
         sched = (
             DDIMScheduler(**kw)
             if self.config.sampler == "ddim"
             else DPMSolverMultistepScheduler(**kw)
         )
         sched.set_timesteps(steps or self.config.sample_steps)
-        gdev = generator.device if generator is not None else dev
-        x = torch.randn((n, c, s, s), generator=generator, device=gdev).to(dev)
-        was = self.training
-        self.eval()
-        for t in sched.timesteps:
-            eps = self(x, t.to(dev).expand(n), y)
-            x = sched.step(eps, t, x).prev_sample
-        self.train(was)
+        x = randn((n, c, s, s), generator, dev)
+        with evaluating(self):
+            for t in sched.timesteps:
+                eps = self(x, t.to(dev).expand(n), y)
+                x = sched.step(eps, t, x).prev_sample
         return to_uint8(x)

@@ -22,7 +22,14 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import spectral_norm
 
-from augmentor.generators.common import check_labels, size_levels, to_uint8
+from augmentor.generators.common import (
+    check_labels,
+    evaluating,
+    no_images,
+    randn,
+    size_levels,
+    to_uint8,
+)
 
 POLICY = ("color", "translation", "cutout")
 
@@ -119,9 +126,7 @@ class ConditionalGenerator(ModelMixin, ConfigMixin):
         return self.blocks(h.view(-1, self.top, self.bottom, self.bottom))
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        device = self.embed.weight.device
-        gdev = generator.device if generator is not None else device
-        return torch.randn((n, self.config.z_dim), generator=generator, device=gdev).to(device)
+        return randn((n, self.config.z_dim), generator, self.embed.weight.device)
 
     @torch.no_grad()
     def sample(
@@ -133,13 +138,9 @@ class ConditionalGenerator(ModelMixin, ConfigMixin):
         """``n`` uint8 images ``(n, C, H, W)``; ``labels`` default to a balanced cycle."""
         y = check_labels(n, labels, self.config.num_classes, self.embed.weight.device)
         if n == 0:
-            c, s = self.config.channels, self.config.image_size
-            return torch.zeros(0, c, s, s, dtype=torch.uint8)
-        was = self.training
-        self.eval()
-        out = to_uint8(self(self.noise(n, generator), y))
-        self.train(was)
-        return out
+            return no_images(self.config)
+        with evaluating(self):
+            return to_uint8(self(self.noise(n, generator), y))
 
 
 class ProjectionDiscriminator(ModelMixin, ConfigMixin):

@@ -13,7 +13,14 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from torch.nn import functional as F
 
-from augmentor.generators.common import check_labels, size_levels, to_uint8
+from augmentor.generators.common import (
+    check_labels,
+    evaluating,
+    no_images,
+    randn,
+    size_levels,
+    to_uint8,
+)
 
 
 class ConditionalVAE(ModelMixin, ConfigMixin):
@@ -88,23 +95,8 @@ class ConditionalVAE(ModelMixin, ConfigMixin):
         """``n`` uint8 images ``(n, C, H, W)``; ``labels`` default to a balanced cycle."""
         device = self.from_latent.weight.device
         y = check_labels(n, labels, self.config.num_classes, device)
-        z = torch.randn(
-            (n, self.config.latent_dim),
-            generator=generator,
-            device=generator.device if generator is not None else device,
-        ).to(device)
-        was = self.training
-        self.eval()
-        out = (
-            to_uint8(self.decode(z, y))
-            if n
-            else torch.zeros(
-                0,
-                self.config.channels,
-                self.config.image_size,
-                self.config.image_size,
-                dtype=torch.uint8,
-            )
-        )
-        self.train(was)
-        return out
+        if n == 0:
+            return no_images(self.config)
+        z = randn((n, self.config.latent_dim), generator, device)
+        with evaluating(self):
+            return to_uint8(self.decode(z, y))
