@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cli.options import PRESETS
+from cli.options import PRESETS, devices_option
 
 STRATEGIES = ["linear", "lp-ft", "gradual", "full"]  # transfer.finetune.STRATEGIES (test-checked)
 
@@ -94,12 +94,7 @@ def finetune_options(f: Any) -> Any:
             help="Early-stopping patience (0: off).",
         ),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
-        click.option(
-            "--devices",
-            default="auto",
-            show_default=True,
-            help="Lightning devices: auto, a count, or a list like 0,1.",
-        ),
+        devices_option,
         click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True),
         click.option(
             "--workers",
@@ -160,14 +155,6 @@ def build_config(**kw: Any) -> Any:
         raise click.BadParameter(
             f"{str(kw['synthetic'])!r} is not a directory", param_hint="'--synthetic'"
         )
-    devices: Any = kw["devices"]
-    if devices != "auto":
-        try:
-            devices = [int(d) for d in devices.split(",")] if "," in devices else int(devices)
-        except ValueError:
-            raise click.BadParameter(
-                f"expected auto, a count or a list, got {devices!r}", param_hint="'--devices'"
-            ) from None
     return FinetuneConfig(
         backbone=kw["backbone"],
         weights=str(kw["weights"]) if kw.get("weights") else None,
@@ -185,7 +172,7 @@ def build_config(**kw: Any) -> Any:
         bn_stats_frozen=not kw["train_bn_stats"],
         patience=kw["patience"],
         seed=kw["seed"],
-        devices=devices,
+        devices=kw["devices"],
         num_nodes=kw["num_nodes"],
         num_workers=kw["workers"],
         preset=None if kw["preset"] == "none" or pipeline is not None else kw["preset"],

@@ -12,6 +12,26 @@ import click
 PRESETS = ["augmix", "heavy", "light", "medium", "randaugment", "trivialaugment"]
 
 
+def _parse_devices(ctx: click.Context, param: click.Parameter, value: str) -> Any:
+    if value == "auto":
+        return value
+    try:
+        return [int(d) for d in value.split(",")] if "," in value else int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected auto, a count or a list, got {value!r}") from None
+
+
+def devices_option(f: Any) -> Any:
+    """``--devices``: Lightning's ``auto``, a count, or a list of device indices."""
+    return click.option(
+        "--devices",
+        default="auto",
+        show_default=True,
+        callback=_parse_devices,
+        help="Lightning devices: auto, a count, or a list like 0,1.",
+    )(f)
+
+
 def pipeline_options(default_preset: str = "medium") -> Any:
     def deco(f: Any) -> Any:
         f = click.option(

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from cli.options import devices_option
+
 KINDS = ["diffusion", "gan", "vae"]  # augmentor.generators.list_generators() (test-checked)
 
 
@@ -53,7 +55,7 @@ KINDS = ["diffusion", "gan", "vae"]  # augmentor.generators.list_generators() (t
     help="KID against the training images each epoch; keep the best in DIR/best.",
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--devices", default="auto", show_default=True)
+@devices_option
 @click.option("--resume", is_flag=True, help="Continue from DIR/checkpoints/last.ckpt.")
 @click.option("--dry-run", is_flag=True, help="Print the chosen settings and a time estimate.")
 def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
@@ -77,7 +79,6 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
         train_generator,
     )
 
-    devices: Any = kw["devices"] if kw["devices"] == "auto" else int(kw["devices"])
     try:
         config = TrainConfig(
             kind,
@@ -91,7 +92,7 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
             beta=kw["beta"],
             steps_per_epoch=kw["steps_per_epoch"],
             seed=kw["seed"],
-            devices=devices,
+            devices=kw["devices"],
         )
         prepared = load_training_data(data, config.image_size, config.channels)
         for note in prepared.notes:
