@@ -26,9 +26,32 @@ from cli.finetune import build_config, finetune_options
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     default=0.3,
     show_default=True,
+    help="Share of each class held out in each split (without --test).",
+)
+@click.option(
+    "--test",
+    "test_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A fixed test folder (same classes): every run is tested on all of it and DATA "
+    "only trains.",
+)
+@click.option(
+    "--train-per-class",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --test: training images drawn per class from DATA in each repeat [default: all].",
 )
 @finetune_options
-def compare(data: Path, out: Path, repeats: int, test_fraction: float, **kw: Any) -> int:
+def compare(
+    data: Path,
+    out: Path,
+    repeats: int,
+    test_fraction: float,
+    test_dir: Path | None,
+    train_per_class: int | None,
+    **kw: Any,
+) -> int:
     """Did augmentation help? Fine-tune on DATA without augmentation, with the classic
     augmentation (--preset/--pipeline) and, given --synthetic, with synthetic images too, on
     the same repeated splits; print accuracy ± 95% CI and the paired differences.
@@ -39,6 +62,10 @@ def compare(data: Path, out: Path, repeats: int, test_fraction: float, **kw: Any
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
+    if test_dir is not None and not test_dir.is_dir():
+        raise click.BadParameter(f"{str(test_dir)!r} is not a directory", param_hint="'--test'")
+    if train_per_class is not None and test_dir is None:
+        raise click.BadParameter("needs --test", param_hint="'--train-per-class'")
     try:
         config = build_config(**kw)
         configs = {
@@ -54,7 +81,17 @@ def compare(data: Path, out: Path, repeats: int, test_fraction: float, **kw: Any
         def on_run(name: str, split: int, scores: dict[str, float]) -> None:
             click.echo(f"split {split}: {name}: accuracy {scores['accuracy']:.4f}", err=True)
 
-        result = run_compare(data, configs, out, repeats, test_fraction, kw["seed"], on_run=on_run)
+        result = run_compare(
+            data,
+            configs,
+            out,
+            repeats,
+            test_fraction,
+            kw["seed"],
+            on_run=on_run,
+            test=test_dir,
+            train_per_class=train_per_class,
+        )
     except ValueError as e:
         fail(str(e))
     click.echo(result.table())

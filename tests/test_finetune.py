@@ -1,18 +1,21 @@
 """Fine-tuning end to end on real images with tiny real models, exports, cache and statistics."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from augmentor.datasets import fashion_mnist_subset
+from transfer.compare import compare
 from transfer.data import (
     DataError,
     EpochSampler,
     LabelledImages,
     TrainImages,
     load_folder,
+    per_class_draws,
     repeated_splits,
     stratified_split,
 )
@@ -351,3 +354,48 @@ def test_an_existing_run_is_not_overwritten_by_mistake(fmnist, tmp_path):
     with pytest.raises(DataError, match="already holds a run"):
         finetune(fmnist, tmp_path, cfg, progress=False, export=False)
     finetune(fmnist, tmp_path, cfg, progress=False, export=False, overwrite=True)
+
+
+def test_per_class_draws():
+    labels = np.repeat(np.arange(3), [5, 6, 7])
+    draws = per_class_draws(labels, 4, 3, seed=0, classes=["a", "b", "c"])
+    again = per_class_draws(labels, 4, 3, seed=0, classes=["a", "b", "c"])
+    assert all(np.array_equal(a, b) for a, b in zip(draws, again))
+    for d in draws:
+        assert np.array_equal(np.bincount(labels[d]), [4, 4, 4]) and len(set(d)) == 12
+    assert not np.array_equal(draws[0], draws[1])
+    with pytest.raises(DataError, match="'a' has 5"):
+        per_class_draws(labels, 6, 2, seed=0, classes=["a", "b", "c"])
+    with pytest.raises(DataError, match="repeats must be >= 2"):
+        per_class_draws(labels, 2, 1, seed=0)
+
+
+def test_compare_on_a_fixed_test_set_with_a_config_per_split(fmnist, tmp_path):
+    ds = fashion_mnist_subset("test")
+    keep = np.concatenate([np.flatnonzero(ds.labels == c)[:10] for c in range(4)])
+    test = LabelledImages.from_arrays(ds.images[keep], ds.labels[keep], ds.classes[:4], "test")
+    base = FinetuneConfig(strategy="full", epochs=1, val_fraction=0, **CNN)
+    seen = []
+
+    def per_split(r, part):
+        seen.append((r, len(part), part.counts()))
+        return replace(base, dropout=0.1)
+
+    configs = {"base": base, "per split": per_split}
+    result = compare(fmnist, configs, tmp_path, repeats=2, test=test, train_per_class=5)
+    assert [s[:2] for s in seen] == [(0, 20), (1, 20)]
+    assert all(set(c.values()) == {5} for _, _, c in seen)
+    assert result.design == "fixed test set" and (result.n_train, result.n_test) == (20, 40)
+    metrics = json.loads((tmp_path / "base" / "split-1" / "report" / "metrics.json").read_text())
+    assert metrics["n"] == 40 and metrics["split"] == "test"
+    assert json.loads((tmp_path / "per_split" / "split-1" / "config.json").read_text())["seed"] == 1
+    assert "same 40" in result.table()
+    weights = tmp_path / "base" / "split-0" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    again = compare(fmnist, configs, tmp_path, repeats=2, test=test, train_per_class=5)
+    assert again.scores == result.scores and weights.stat().st_mtime_ns == stamp
+    # another draw is another split: the finished run is not reused for it
+    compare(fmnist, configs, tmp_path, repeats=2, test=test, train_per_class=6)
+    assert weights.stat().st_mtime_ns != stamp
+    with pytest.raises(DataError, match="needs a fixed test set"):
+        compare(fmnist, configs, tmp_path, repeats=2, train_per_class=5)

@@ -3,13 +3,25 @@
 Every configuration trains on the same training part of each split and is tested on the same
 held-out part (synthetic images, when a configuration has them, join its training part only).
 The result is each configuration's mean test score with a 95% CI, and each configuration's
-paired difference to the first one (the baseline) with its CI, both with the Nadeau-Bengio
-correction for overlapping training sets. Finished (configuration, split) runs are kept on
-disk and reused, so an interrupted comparison resumes where it stopped.
+paired difference to the first one (the baseline) with its CI. Two designs:
+
+- resampled splits of one folder (``test=None``): each split holds out ``test_fraction`` of
+  every class; CIs carry the Nadeau-Bengio correction for overlapping training sets;
+- a fixed test set (``test=...``): each repeat draws ``train_per_class`` training images per
+  class from ``data`` (the few-shot question: "I have 20 images per class"), and every run is
+  tested on all of ``test``. CIs are t-intervals over the repeats: they cover the draw of the
+  training images and the training randomness, not the sampling of the test set itself.
+
+A configuration may be a function of the split (``(split index, training images) -> config``),
+for example to train a generator on that split's training images only, so that synthetic
+images never carry information from a test image. Each repeat trains with seed
+``config.seed + split index``. Finished (configuration, split) runs are kept on disk and
+reused, so an interrupted comparison resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -20,7 +32,13 @@ from typing import Any
 import numpy as np
 
 from augmentor.io import atomic_write_text
-from transfer.data import LabelledImages, load_folder, repeated_splits
+from transfer.data import (
+    DataError,
+    LabelledImages,
+    load_folder,
+    per_class_draws,
+    repeated_splits,
+)
 from transfer.evaluate import Interval, mean_interval
 from transfer.finetune import FinetuneConfig, finetune
 
@@ -29,6 +47,10 @@ log = logging.getLogger(__name__)
 __all__ = ["Comparison", "compare"]
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+SPLIT_FILE = "split.txt"  # the split's key, written when a run has finished
+
+ConfigSpec = FinetuneConfig | Callable[[int, LabelledImages], FinetuneConfig]
 
 
 @dataclass
@@ -40,6 +62,9 @@ class Comparison:
     summary: dict[str, dict[str, Interval]]
     paired: dict[str, dict[str, Interval]]
     test_train_ratio: float
+    design: str = "resampled splits"
+    n_train: float = 0.0
+    n_test: float = 0.0
 
     def table(self, metric: str = "accuracy") -> str:
         """A Markdown table of ``metric`` (in %) with 95% CIs and paired differences."""
@@ -60,11 +85,18 @@ class Comparison:
             lines.append(f"| {name} | {s.format()} | {diff} |")
         n = len(self.scores[base])
         lines.append("")
-        lines.append(
-            f"{n} repeated stratified splits; CIs use the corrected resampled t-test "
-            f"(Nadeau & Bengio), n_test/n_train = {self.test_train_ratio:.2f}; "
-            "* = the difference's CI excludes 0."
-        )
+        if self.design == "fixed test set":
+            lines.append(
+                f"{n} repeats, each training on a new stratified draw of {self.n_train:.0f} "
+                f"images and testing on the same {self.n_test:.0f}; 95% t-intervals over the "
+                "repeats; * = the difference's CI excludes 0."
+            )
+        else:
+            lines.append(
+                f"{n} repeated stratified splits; CIs use the corrected resampled t-test "
+                f"(Nadeau & Bengio), n_test/n_train = {self.test_train_ratio:.2f}; "
+                "* = the difference's CI excludes 0."
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,16 +108,30 @@ class Comparison:
             },
             "paired": {n: {m: iv.to_dict() for m, iv in d.items()} for n, d in self.paired.items()},
             "test_train_ratio": self.test_train_ratio,
+            "design": self.design,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
         }
 
 
-def _done(run: Path, config: FinetuneConfig) -> dict[str, float] | None:
-    """The test scores of a finished run with the same config, else None."""
+def _split_key(data: LabelledImages, train_idx: np.ndarray, test_idx: np.ndarray) -> str:
+    """Which images a run trained and was tested on (by content)."""
+    keys = data.content_keys()
+    h = hashlib.sha256()
+    for part in (train_idx, test_idx):
+        h.update(",".join(keys[int(i)] for i in part).encode() + b"|")
+    return h.hexdigest()
+
+
+def _done(run: Path, config: FinetuneConfig, split: str) -> dict[str, float] | None:
+    """The test scores of a finished run with the same config and split, else None."""
     metrics, cfg = run / "report" / "metrics.json", run / "config.json"
     if not (metrics.is_file() and cfg.is_file()):
         return None
     try:
         if json.loads(cfg.read_text()) != json.loads(json.dumps(config.to_dict())):
+            return None
+        if (run / SPLIT_FILE).read_text() != split:
             return None
         m = json.loads(metrics.read_text())
     except (json.JSONDecodeError, OSError):
@@ -97,43 +143,76 @@ def _done(run: Path, config: FinetuneConfig) -> dict[str, float] | None:
 
 def compare(
     data: str | Path | LabelledImages,
-    configs: Mapping[str, FinetuneConfig],
+    configs: Mapping[str, ConfigSpec],
     out: str | Path,
     repeats: int = 5,
     test_fraction: float = 0.3,
     seed: int = 0,
     progress: bool = False,
     on_run: Callable[[str, int, dict[str, float]], None] | None = None,
+    *,
+    test: str | Path | LabelledImages | None = None,
+    train_per_class: int | None = None,
 ) -> Comparison:
-    """Run each configuration on the same ``repeats`` stratified splits and compare them.
+    """Run each configuration on the same ``repeats`` splits and compare them.
 
     Args:
         data: an ImageFolder directory or decoded images.
-        configs: name -> config; the first is the baseline of the paired differences.
+        configs: name -> config, or name -> ``f(split index, training images) -> config``;
+            the first is the baseline of the paired differences.
         out: the comparison directory (one run directory per configuration and split).
         repeats: number of splits (>= 2).
-        test_fraction: share of each class held out for testing in each split.
-        seed: seeds the splits (each config keeps its own training seed).
+        test_fraction: share of each class held out for testing in each split (without
+            ``test``).
+        seed: seeds the splits; run ``r`` of a configuration trains with ``config.seed + r``.
         progress: Lightning progress bars.
         on_run: called after each (configuration, split) with its test scores.
+        test: a fixed test set (folder or images, same classes as ``data``) that every run is
+            tested on; ``data`` then only provides training images.
+        train_per_class: with ``test``, the training images drawn per class in each repeat
+            (default: all of ``data``, and the repeats differ by their training seed only).
     """
     if len(configs) < 1:
         raise ValueError("compare needs at least one configuration")
     out = Path(out)
     real = data if isinstance(data, LabelledImages) else load_folder(data)
-    splits = repeated_splits(real.labels, repeats, test_fraction, seed, real.classes)
+    if test is None:
+        if train_per_class is not None:
+            raise DataError("train_per_class needs a fixed test set (test=...)")
+        splits = repeated_splits(real.labels, repeats, test_fraction, seed, real.classes)
+        design = "resampled splits"
+    else:
+        held = test if isinstance(test, LabelledImages) else load_folder(test, real.classes)
+        n_pool = len(real)
+        real = real.join(held)
+        test_idx = np.arange(n_pool, len(real))
+        if train_per_class is None:
+            if repeats < 2:
+                raise DataError(f"repeats must be >= 2 for a confidence interval, got {repeats}")
+            draws = [np.arange(n_pool)] * repeats
+        else:
+            draws = per_class_draws(
+                real.labels[:n_pool], train_per_class, repeats, seed, real.classes
+            )
+        splits = [(tr, test_idx) for tr in draws]
+        design = "fixed test set"
     n_test = float(np.mean([len(te) for _, te in splits]))
     n_train = float(np.mean([len(tr) for tr, _ in splits]))
-    ratio = n_test / n_train
+    # Nadeau-Bengio's n_test/n_train term corrects for test sets resampled from one pool;
+    # with one fixed test set the repeats are plain t-interval samples
+    ratio = n_test / n_train if test is None else 0.0
     names = list(configs)
     scores: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     for r, (train_idx, test_idx) in enumerate(splits):
         for name in names:
-            config = configs[name]
+            spec = configs[name]
+            config = spec if isinstance(spec, FinetuneConfig) else spec(r, real.subset(train_idx))
+            config = replace(config, seed=config.seed + r)
             if config.cache_dir is None:  # one cache for all runs: same images, same backbone
                 config = replace(config, cache_dir=str(out / "feature_cache"))
             run = out / _slug(name) / f"split-{r}"
-            got = _done(run, config)
+            split_key = _split_key(real, train_idx, test_idx)
+            got = _done(run, config, split_key)
             if got is None:
                 # an interrupted run resumes; a stale one (other config) is replaced
                 last = run / "checkpoints" / "last.ckpt"
@@ -151,6 +230,7 @@ def compare(
                 )
                 assert result.test_metrics is not None
                 got = {k: float(result.test_metrics[k]) for k in METRICS}
+                atomic_write_text(run / SPLIT_FILE, split_key)
             else:
                 log.info("reusing finished run %s", run)
             scores[name].append(got)
@@ -167,7 +247,7 @@ def compare(
         }
         for n in names[1:]
     }
-    result = Comparison(names, scores, summary, paired, ratio)
+    result = Comparison(names, scores, summary, paired, ratio, design, n_train, n_test)
     atomic_write_text(out / "comparison.json", json.dumps(result.to_dict(), indent=2))
     atomic_write_text(out / "comparison.md", "# Comparison\n\n" + result.table() + "\n")
     return result

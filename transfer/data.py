@@ -30,7 +30,9 @@ __all__ = [
     "LabelledImages",
     "TrainImages",
     "load_folder",
+    "per_class_draws",
     "repeated_splits",
+    "save_folder",
     "stratified_split",
 ]
 
@@ -82,6 +84,26 @@ class LabelledImages:
                 for img in self.images
             ]
         return self._keys
+
+    def join(self, other: LabelledImages) -> LabelledImages:
+        """This set followed by ``other`` (same class names, in the same order)."""
+        if list(other.classes) != list(self.classes):
+            raise DataError(
+                f"cannot join image sets with different classes: {self.classes} and {other.classes}"
+            )
+        keys = (
+            self.content_keys() + other.content_keys()
+            if self._keys is not None and other._keys is not None
+            else None
+        )
+        return LabelledImages(
+            self.images + other.images,
+            np.concatenate([self.labels, other.labels]),
+            list(self.classes),
+            self.sources + other.sources,
+            self.skipped + other.skipped,
+            keys,
+        )
 
     @classmethod
     def from_arrays(
@@ -180,6 +202,49 @@ def repeated_splits(
     return [
         stratified_split(labels, test_fraction, seed * 1000 + r, classes) for r in range(repeats)
     ]
+
+
+def per_class_draws(
+    labels: np.ndarray,
+    per_class: int,
+    repeats: int,
+    seed: int,
+    classes: Sequence[str] | None = None,
+) -> list[np.ndarray]:
+    """``repeats`` stratified draws of ``per_class`` indices per class (sorted, no repeats
+    within a draw): the training sets of a few-shot comparison against a fixed test set."""
+    if repeats < 2:
+        raise DataError(f"repeats must be >= 2 for a confidence interval, got {repeats}")
+    if per_class < 1:
+        raise DataError(f"per_class must be >= 1, got {per_class}")
+    labels = np.asarray(labels)
+    classes = classes or [str(c) for c in range(int(labels.max()) + 1)]
+    check_classes(labels, classes, per_class, f"to draw {per_class} per class")
+    draws = []
+    for r in range(repeats):
+        rng = np.random.default_rng([seed, r, 0xD8A3])
+        picked = [
+            rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+            for c in np.unique(labels)
+        ]
+        draws.append(np.sort(np.concatenate(picked)))
+    return draws
+
+
+def save_folder(data: LabelledImages, root: str | Path) -> int:
+    """Write ``data`` as an ImageFolder (``root/<class>/<name>.png``, atomic writes); returns
+    the number of images written. Names come from the sources, made unique per class."""
+    from augmentor.io import safe_name, save_image
+
+    root = Path(root)
+    used: set[tuple[int, str]] = set()
+    for i, (img, label, src) in enumerate(zip(data.images, data.labels, data.sources)):
+        stem = safe_name(Path(src).stem) or f"image{i}"
+        if (int(label), stem) in used:
+            stem = f"{stem}-{i}"
+        used.add((int(label), stem))
+        save_image(root / safe_name(data.classes[label]) / f"{stem}.png", img)
+    return len(data)
 
 
 class EpochSampler(Sampler):

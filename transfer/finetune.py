@@ -810,7 +810,11 @@ def _fit(trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         resume_hint="the last finished epoch is in checkpoints/last.ckpt: "
         "resume=True (--resume) continues from it",
         # frozen BatchNorm layers are in eval mode on purpose (Classifier.train)
-        quiet=[r".*module\(s\) in eval mode.*"],
+        # and a run without a validation split has no val_dataloader on purpose
+        quiet=[
+            r".*module\(s\) in eval mode.*",
+            r".*`validation_step` but have no `val_dataloader`.*",
+        ],
         **kwargs,
     )
 

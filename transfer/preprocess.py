@@ -71,4 +71,7 @@ def to_chw_uint8(image: np.ndarray) -> torch.Tensor:
     """An ``(H, W)`` or ``(H, W, C)`` uint8 array as a contiguous ``(C, H, W)`` uint8 tensor."""
     if image.ndim == 2:
         image = image[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1))
+    if not chw.flags.writeable:  # e.g. decoded from a read-only buffer; torch wants writable
+        chw = chw.copy()
+    return torch.from_numpy(chw)

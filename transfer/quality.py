@@ -9,6 +9,7 @@ use torchmetrics' implementations with our feature extractor plugged in.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,9 +94,11 @@ def kid_fid_features(
         raise ValueError(f"need at least 10 real and 10 fake images, got {len(fr)}/{len(ff)}")
     feat = _Precomputed(fr.shape[1])
     torch.manual_seed(seed)  # torchmetrics' KID draws its subsets from the global generator
-    kid = KernelInceptionDistance(
-        feature=feat, subsets=subsets, subset_size=max(10, n // 2), normalize=False
-    )
+    with warnings.catch_warnings():  # "features kept in memory": a few thousand rows at most
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        kid = KernelInceptionDistance(
+            feature=feat, subsets=subsets, subset_size=max(10, n // 2), normalize=False
+        )
     fid = FrechetInceptionDistance(feature=feat, normalize=False)
     for metric in (kid, fid):
         metric.update(fr, real=True)
