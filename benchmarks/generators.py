@@ -36,6 +36,7 @@ from transfer.quality import FeatureSpace, kid_fid_features, memorisation_featur
 KINDS = {
     "gan": TrainConfig("gan"),
     "gan-no-diffaugment": TrainConfig("gan", diffaugment=False),
+    "gan-no-class-bn": TrainConfig("gan", class_bn=False),
     "vae": TrainConfig("vae"),
     "diffusion": TrainConfig("diffusion"),
 }

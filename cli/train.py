@@ -46,6 +46,9 @@ KINDS = ["diffusion", "gan", "vae"]  # augmentor.generators.list_generators() (t
 )
 @click.option("--no-diffaugment", is_flag=True, help="GAN: train without DiffAugment.")
 @click.option(
+    "--no-class-bn", is_flag=True, help="GAN: plain BatchNorm instead of class-conditional."
+)
+@click.option(
     "--beta", type=click.FloatRange(min=0), default=1.0, show_default=True, help="VAE: KL weight."
 )
 @click.option(
@@ -89,6 +92,7 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
             lr=kw["lr"],
             base_channels=kw["base_channels"],
             diffaugment=not kw["no_diffaugment"],
+            class_bn=not kw["no_class_bn"],
             beta=kw["beta"],
             steps_per_epoch=kw["steps_per_epoch"],
             seed=kw["seed"],
@@ -113,6 +117,7 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
                 "base_channels",
                 "steps_per_epoch",
                 "diffaugment",
+                "class_bn",
                 "seed",
             ):
                 click.echo(f"  {key}: {getattr(resolved, key)}")

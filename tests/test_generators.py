@@ -11,7 +11,7 @@ import torch
 
 from augmentor.generators import GENERATORS, generator_class, load_generator
 from augmentor.generators.common import GeneratorError
-from augmentor.generators.gan import diff_augment
+from augmentor.generators.gan import ClassBatchNorm2d, ConditionalGenerator, diff_augment
 from augmentor.generators.train import (
     DivergenceError,
     GeneratorData,
@@ -382,3 +382,36 @@ def test_sizes_and_rgb(kind, size):
     assert model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 3, size, size)
     with pytest.raises(GeneratorError, match="divisible by 4"):
         generator_class(kind)(**{**kw, "image_size": 30})
+
+
+def test_class_batchnorm_scales_and_shifts_each_row_by_its_class():
+    bn = ClassBatchNorm2d(2, num_classes=3).train()
+    with torch.no_grad():
+        bn.scale.weight[1] = torch.tensor([2.0, 3.0])
+        bn.shift.weight[2] = torch.tensor([1.0, -1.0])
+    x = torch.randn(6, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    plain = torch.nn.functional.batch_norm(x, None, None, training=True, eps=bn.bn.eps)
+    out = bn(x, y)
+    torch.testing.assert_close(out[y == 0], plain[y == 0])
+    torch.testing.assert_close(out[y == 1], plain[y == 1] * torch.tensor([2.0, 3.0])[:, None, None])
+    torch.testing.assert_close(
+        out[y == 2], plain[y == 2] + torch.tensor([1.0, -1.0])[:, None, None]
+    )
+
+
+def test_a_gan_saved_before_class_bn_still_loads(tmp_path):
+    old = ConditionalGenerator(image_size=16, channels=1, num_classes=3, base_channels=8)
+    old.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    del cfg["class_bn"]  # what a generator saved before the option existed holds
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    again = ConditionalGenerator.from_pretrained(tmp_path)
+    assert again.config.class_bn is False
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(old.sample(4, generator=g()), again.sample(4, generator=g()))
+    new = ConditionalGenerator(
+        image_size=16, channels=1, num_classes=3, base_channels=8, class_bn=True
+    )
+    assert any(isinstance(m, ClassBatchNorm2d) for m in new.modules())
+    assert new.sample(4, labels=[0, 1, 2, 0], generator=g()).shape == (4, 1, 16, 16)

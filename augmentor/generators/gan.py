@@ -79,8 +79,27 @@ def diff_augment(
     return x
 
 
+class ClassBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift are looked up per class (class-conditional BatchNorm, as
+    in the generators of Miyato & Koyama 2018 and BigGAN). Not in torch; a few lines."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.scale = nn.Embedding(num_classes, channels)
+        self.shift = nn.Embedding(num_classes, channels)
+        nn.init.ones_(self.scale.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.bn(x) * self.scale(y)[:, :, None, None] + self.shift(y)[:, :, None, None]
+
+
 class ConditionalGenerator(ModelMixin, ConfigMixin):
     """z + class embedding -> image in [-1, 1].
+
+    ``class_bn``: the up-sampling blocks' BatchNorm takes its scale and shift from the class
+    (off in generators saved before it existed, whose config lacks the key).
 
     Example:
         >>> g = ConditionalGenerator(image_size=16, channels=1, num_classes=3, base_channels=8)
@@ -96,6 +115,7 @@ class ConditionalGenerator(ModelMixin, ConfigMixin):
         num_classes: int = 10,
         z_dim: int = 64,
         base_channels: int = 32,
+        class_bn: bool = False,
     ) -> None:
         super().__init__()
         levels = size_levels(image_size)
@@ -114,7 +134,7 @@ class ConditionalGenerator(ModelMixin, ConfigMixin):
             blocks += [
                 nn.Upsample(scale_factor=2),
                 nn.Conv2d(width, out, 3, 1, 1),
-                nn.BatchNorm2d(out),
+                ClassBatchNorm2d(out, num_classes) if class_bn else nn.BatchNorm2d(out),
                 nn.ReLU(),
             ]
             width = out
@@ -123,7 +143,10 @@ class ConditionalGenerator(ModelMixin, ConfigMixin):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.fc(torch.cat([z, self.embed(y)], 1))
-        return self.blocks(h.view(-1, self.top, self.bottom, self.bottom))
+        h = h.view(-1, self.top, self.bottom, self.bottom)
+        for layer in self.blocks:
+            h = layer(h, y) if isinstance(layer, ClassBatchNorm2d) else layer(h)
+        return h
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return randn((n, self.config.z_dim), generator, self.embed.weight.device)

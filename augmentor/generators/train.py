@@ -66,6 +66,7 @@ class TrainConfig:
         channels: 1 or 3; default 1 when every training image is grey.
         batch_size, lr, base_channels: network and optimizer settings.
         diffaugment: GAN only: DiffAugment on real and fake images before the discriminator.
+        class_bn: GAN only: class-conditional BatchNorm in the generator.
         beta: VAE only: the KL weight.
         ema_decay: EMA of the generator weights (GAN, diffusion) used for sampling.
         steps_per_epoch: steps between checkpoints, sample grids and quality checks.
@@ -84,6 +85,7 @@ class TrainConfig:
     lr: float | None = None
     base_channels: int | None = None
     diffaugment: bool = True
+    class_bn: bool = True
     beta: float = 1.0
     ema_decay: float = 0.999
     steps_per_epoch: int = 100
@@ -231,6 +233,8 @@ def build_model(config: TrainConfig, num_classes: int) -> torch.nn.Module:
     )
     if config.kind == "vae":
         kw["beta"] = config.beta
+    if config.kind == "gan":
+        kw["class_bn"] = config.class_bn
     return cls(**kw)
 
 
