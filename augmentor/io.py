@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,12 +256,15 @@ def write_image_folder(
     labels: np.ndarray,
     class_names: list[str],
     prefix: str = "img",
+    names: Sequence[str] | None = None,
 ) -> int:
-    """Write ``images`` (N x H x W (x C) uint8) as ``root/<class>/<prefix>_<i>.png``."""
+    """Write ``images`` (N x H x W (x C) uint8) as ``root/<class>/<prefix>_<i>.png``, or as
+    ``root/<class>/<names[i]>.png`` when ``names`` (unique within a class) are given."""
     root = Path(root)
     for i, (img, lab) in enumerate(zip(images, labels)):
         arr = img if img.ndim == 3 else img[..., None]
-        save_image(root / safe_name(class_names[int(lab)]) / f"{prefix}_{i:05d}.png", arr)
+        stem = names[i] if names is not None else f"{prefix}_{i:05d}"
+        save_image(root / safe_name(class_names[int(lab)]) / f"{stem}.png", arr)
     return len(images)
 
 

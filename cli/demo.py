@@ -18,6 +18,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,6 @@ def demo(
 def run_demo(out: Path, budget: Budget, seed: int, devices: Any, t0: float) -> None:
     import logging
 
-    import numpy as np
-
     from augmentor.datasets import export_dataset
     from augmentor.jobs import preview_grid
     from transfer import FinetuneConfig, compare
@@ -118,11 +117,10 @@ def run_demo(out: Path, budget: Budget, seed: int, devices: Any, t0: float) -> N
     out.mkdir(parents=True, exist_ok=True)
     data = {}
     for split in ("train", "test"):
-        folder = out / "data" / split
-        if not (folder / ".complete").exists():
-            n = export_dataset("fashion-mnist-subset", folder, split)
-            (folder / ".complete").write_text(f"{n}\n")
-        data[split] = folder
+        data[split] = _write_once(
+            out / "data" / split,
+            lambda folder, split=split: export_dataset("fashion-mnist-subset", folder, split),
+        )
     train = load_folder(data["train"])
     test = load_folder(data["test"], train.classes)
     click.echo(
@@ -195,11 +193,18 @@ def run_demo(out: Path, budget: Budget, seed: int, devices: Any, t0: float) -> N
         test=test,
         train_per_class=budget.shots,
     )
-    table = result.table()
     click.echo("[4/4] test accuracy on the 1,000 bundled test images:\n")
-    click.echo(table)
-    kid_mean = float(np.mean([k["kid"] for k in kids]))
-    _write_report(out, budget, base, result, kids, kid_mean, time.perf_counter() - t0)
+    click.echo(result.table())
+    _write_report(out, budget, base, result, kids, time.perf_counter() - t0)
+
+
+def _write_once(folder: Path, write: Callable[[Path], int]) -> Path:
+    """``write(folder)`` unless an earlier run finished it (a ``.complete`` stamp says so)."""
+    stamp = folder / ".complete"
+    if not stamp.exists():
+        n = write(folder)
+        stamp.write_text(f"{n}\n")
+    return folder
 
 
 def _generator_for_repeat(
@@ -224,10 +229,7 @@ def _generator_for_repeat(
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     stamp.write_text(key)
-    real = out / "real"
-    if not (real / ".complete").exists():
-        save_folder(part, real)
-        (real / ".complete").write_text(f"{len(part)}\n")
+    real = _write_once(out / "real", lambda folder: save_folder(part, folder))
     seconds = 0.0
     done = out / "train.json"
     if not (done.is_file() and json.loads(done.read_text())["steps"] >= budget.generator_steps):
@@ -236,8 +238,9 @@ def _generator_for_repeat(
         seconds = result.seconds
     from augmentor.generators import load_generator
 
-    gen = load_generator(out / "generator")
-    write_grid(out / "samples.png", gen, gen.num_classes, per_class=8, seed=0)
+    if not (out / "samples.png").is_file():  # written once the generator is final
+        gen = load_generator(out / "generator")
+        write_grid(out / "samples.png", gen, gen.num_classes, per_class=8, seed=0)
     syn = out / "synthetic"
     sample_folder(out / "generator", syn, per_class=budget.shots, seed=seed)
     quality = out / "quality" / "quality.json"
@@ -254,13 +257,14 @@ def _write_report(
     base: Any,
     result: Any,
     kids: list[dict[str, Any]],
-    kid_mean: float,
     seconds: float,
 ) -> None:
+    import numpy as np
     import torch
 
     from augmentor.io import atomic_write_text
     from augmentor.training import versions
+    from transfer.compare import run_dir_name
     from transfer.evaluate import VERSIONS
 
     device = (
@@ -269,7 +273,8 @@ def _write_report(
         else f"CPU ({torch.get_num_threads()} threads)"
     )
     best = max(result.names, key=lambda n: result.summary[n]["accuracy"].mean)
-    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in best)
+    slug = run_dir_name(best)
+    kid_mean = float(np.mean([k["kid"] for k in kids]))
     kid_rows = "\n".join(
         f"| {r + 1} | {k['kid']:.2f} ± {k['kid_std']:.2f} | {k['fid']:.1f} | "
         f"{k['near_duplicate_rate'] * 100:.1f}% |"

@@ -35,6 +35,7 @@ from augmentor.io import atomic_write_text
 from transfer.data import (
     DataError,
     LabelledImages,
+    check_repeats,
     load_folder,
     per_class_draws,
     repeated_splits,
@@ -44,7 +45,7 @@ from transfer.finetune import FinetuneConfig, finetune
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Comparison", "compare"]
+__all__ = ["Comparison", "compare", "run_dir_name"]
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 
@@ -187,8 +188,7 @@ def compare(
         real = real.join(held)
         test_idx = np.arange(n_pool, len(real))
         if train_per_class is None:
-            if repeats < 2:
-                raise DataError(f"repeats must be >= 2 for a confidence interval, got {repeats}")
+            check_repeats(repeats)
             draws = [np.arange(n_pool)] * repeats
         else:
             draws = per_class_draws(
@@ -204,14 +204,14 @@ def compare(
     names = list(configs)
     scores: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     for r, (train_idx, test_idx) in enumerate(splits):
+        split_key = _split_key(real, train_idx, test_idx)
         for name in names:
             spec = configs[name]
             config = spec if isinstance(spec, FinetuneConfig) else spec(r, real.subset(train_idx))
             config = replace(config, seed=config.seed + r)
             if config.cache_dir is None:  # one cache for all runs: same images, same backbone
                 config = replace(config, cache_dir=str(out / "feature_cache"))
-            run = out / _slug(name) / f"split-{r}"
-            split_key = _split_key(real, train_idx, test_idx)
+            run = out / run_dir_name(name) / f"split-{r}"
             got = _done(run, config, split_key)
             if got is None:
                 # an interrupted run resumes; a stale one (other config) is replaced
@@ -253,5 +253,6 @@ def compare(
     return result
 
 
-def _slug(name: str) -> str:
+def run_dir_name(name: str) -> str:
+    """The directory of a configuration's runs, ``<out>/<run_dir_name(name)>/split-<r>``."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "config"

@@ -29,6 +29,7 @@ __all__ = [
     "EpochSampler",
     "LabelledImages",
     "TrainImages",
+    "check_repeats",
     "load_folder",
     "per_class_draws",
     "repeated_splits",
@@ -189,6 +190,12 @@ def stratified_split(
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
+def check_repeats(repeats: int) -> None:
+    """Raise unless there are enough repeats for a confidence interval."""
+    if repeats < 2:
+        raise DataError(f"repeats must be >= 2 for a confidence interval, got {repeats}")
+
+
 def repeated_splits(
     labels: np.ndarray,
     repeats: int,
@@ -197,8 +204,7 @@ def repeated_splits(
     classes: Sequence[str] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``repeats`` independent stratified (train, test) splits, the same for every config."""
-    if repeats < 2:
-        raise DataError(f"repeats must be >= 2 for a confidence interval, got {repeats}")
+    check_repeats(repeats)
     return [
         stratified_split(labels, test_fraction, seed * 1000 + r, classes) for r in range(repeats)
     ]
@@ -213,8 +219,7 @@ def per_class_draws(
 ) -> list[np.ndarray]:
     """``repeats`` stratified draws of ``per_class`` indices per class (sorted, no repeats
     within a draw): the training sets of a few-shot comparison against a fixed test set."""
-    if repeats < 2:
-        raise DataError(f"repeats must be >= 2 for a confidence interval, got {repeats}")
+    check_repeats(repeats)
     if per_class < 1:
         raise DataError(f"per_class must be >= 1, got {per_class}")
     labels = np.asarray(labels)
@@ -234,17 +239,16 @@ def per_class_draws(
 def save_folder(data: LabelledImages, root: str | Path) -> int:
     """Write ``data`` as an ImageFolder (``root/<class>/<name>.png``, atomic writes); returns
     the number of images written. Names come from the sources, made unique per class."""
-    from augmentor.io import safe_name, save_image
+    from augmentor.io import safe_name, write_image_folder
 
-    root = Path(root)
-    used: set[tuple[int, str]] = set()
-    for i, (img, label, src) in enumerate(zip(data.images, data.labels, data.sources)):
-        stem = safe_name(Path(src).stem) or f"image{i}"
+    names, used = [], set()
+    for i, (label, src) in enumerate(zip(data.labels, data.sources)):
+        stem = safe_name(Path(src).stem)
         if (int(label), stem) in used:
             stem = f"{stem}-{i}"
         used.add((int(label), stem))
-        save_image(root / safe_name(data.classes[label]) / f"{stem}.png", img)
-    return len(data)
+        names.append(stem)
+    return write_image_folder(root, data.images, data.labels, data.classes, names=names)
 
 
 class EpochSampler(Sampler):
