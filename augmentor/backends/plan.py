@@ -34,13 +34,13 @@ class WarpStep:
 
     @property
     def perspective(self) -> bool:
-        m = self.matrix
-        return abs(m[2, 0]) > 1e-12 or abs(m[2, 1]) > 1e-12 or abs(m[2, 2] - 1.0) > 1e-12
+        m20, m21, m22 = self.matrix[2].tolist()
+        return abs(m20) > 1e-12 or abs(m21) > 1e-12 or abs(m22 - 1.0) > 1e-12
 
     def is_integer_shift(self) -> bool:
         """Flips and integer translations only: executed by slicing, with no interpolation."""
         (a, b, tx), (c, d, ty) = self.matrix[0].tolist(), self.matrix[1].tolist()
-        if self.perspective or abs(b) > 1e-9 or abs(c) > 1e-9:
+        if abs(b) > 1e-9 or abs(c) > 1e-9 or self.perspective:
             return False
         if abs(abs(a) - 1) > 1e-9 or abs(abs(d) - 1) > 1e-9:
             return False
@@ -130,7 +130,7 @@ class _WarpBuilder:
                 if not (x0 <= 0 and y0 <= 0 and x1 >= sw and y1 >= sh):
                     self.clip = (x0, y0, x1, y1)
         m = cls.matrix(params, size)
-        self.matrix = m @ self.matrix
+        self.matrix = m @ self.matrix if self.records else m
         self.axis = self.axis and _axis_aligned(m)
         self.records.append(record)
 
@@ -237,4 +237,14 @@ _MINUS_HALF = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
 
 def corner_to_center(a: np.ndarray) -> np.ndarray:
     """A corner-convention matrix in OpenCV's pixel-centre convention."""
+    (a00, a01, a02), (a10, a11, a12), (a20, a21, a22) = a.tolist()
+    if a20 == 0.0 and a21 == 0.0 and a22 == 1.0:
+        # affine: _MINUS_HALF @ a @ _HALF only moves the translation (once per image)
+        return np.array(
+            [
+                [a00, a01, a02 + 0.5 * (a00 + a01 - 1.0)],
+                [a10, a11, a12 + 0.5 * (a10 + a11 - 1.0)],
+                [0.0, 0.0, 1.0],
+            ]
+        )
     return _MINUS_HALF @ a @ _HALF

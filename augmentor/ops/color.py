@@ -31,6 +31,8 @@ from augmentor.ops.base import (
 from augmentor.registry import register_op
 
 LUMA = np.array([0.299, 0.587, 0.114])
+_GRAY3 = np.outer(np.ones(3), LUMA)  # each output channel = the luma of the input
+_EYE3 = np.eye(3)
 
 
 class ColorOp(Op):
@@ -69,7 +71,7 @@ class Brightness(_FactorOp):
     @classmethod
     def color_matrix(cls, params, mean, vmax):
         c = mean.shape[0]
-        return np.eye(c) * params["factor"], np.zeros(c)
+        return (_EYE3 if c == 3 else np.eye(c)) * params["factor"], np.zeros(c)
 
 
 @register_op("contrast")
@@ -79,7 +81,7 @@ class Contrast(_FactorOp):
     @classmethod
     def color_matrix(cls, params, mean, vmax):
         c, f = mean.shape[0], params["factor"]
-        return np.eye(c) * f, np.full(c, (1.0 - f) * _gray(mean))
+        return (_EYE3 if c == 3 else np.eye(c)) * f, np.full(c, (1.0 - f) * _gray(mean))
 
 
 @register_op("saturation")
@@ -91,7 +93,7 @@ class Saturation(_FactorOp):
         c, f = mean.shape[0], params["factor"]
         if c != 3:
             return np.eye(c), np.zeros(c)
-        return f * np.eye(3) + (1 - f) * np.outer(np.ones(3), LUMA), np.zeros(3)
+        return f * _EYE3 + (1 - f) * _GRAY3, np.zeros(3)
 
 
 @register_op("grayscale")
@@ -106,7 +108,7 @@ class Grayscale(ColorOp):
         c = mean.shape[0]
         if c != 3:
             return np.eye(c), np.zeros(c)
-        return np.outer(np.ones(3), LUMA), np.zeros(3)
+        return _GRAY3.copy(), np.zeros(3)
 
 
 @register_op("channel_shuffle")

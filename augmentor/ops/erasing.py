@@ -146,9 +146,10 @@ class Normalize(Op):
             # CHW buffer: no float HWC intermediate and no transposed copy (both cost more than
             # the arithmetic, through fresh-page faults on 600 kB buffers).
             luts = _lut_cache(tuple(scale.tolist()), tuple(offset.tolist()))
-            planes = cv2.split(image) if c > 1 else [image[..., 0]]
+            # one plane at a time (cv2.extractChannel) is faster than cv2.split's three at once
             for k in range(c):
-                cv2.LUT(planes[k], luts[k], dst=out[k])
+                plane = cv2.extractChannel(image, k) if c > 1 else image[..., 0]
+                cv2.LUT(plane, luts[k], dst=out[k])
             return out
         for k in range(c):
             np.multiply(image[..., k], np.float32(scale[k]), out=out[k])

@@ -51,16 +51,17 @@ def affine_matrix(
     ``angle`` degrees (as seen on screen, y pointing down), move back and translate."""
     a = math.radians(angle)
     cos, sin = math.cos(a), math.sin(a)
-    rot = np.array([[cos, sin, 0.0], [-sin, cos, 0.0], [0.0, 0.0, 1.0]])
-    shear = np.array(
+    kx, ky = math.tan(math.radians(shear_x)), math.tan(math.radians(shear_y))
+    # translation(c + t) @ rotation @ scaling @ shear @ translation(-c), multiplied out: one
+    # small array instead of five arrays and four matmuls (this runs once per image)
+    l00, l01 = scale * (cos + sin * ky), scale * (cos * kx + sin)
+    l10, l11 = scale * (cos * ky - sin), scale * (cos - sin * kx)
+    return np.array(
         [
-            [1.0, math.tan(math.radians(shear_x)), 0.0],
-            [math.tan(math.radians(shear_y)), 1.0, 0.0],
+            [l00, l01, cx + tx - l00 * cx - l01 * cy],
+            [l10, l11, cy + ty - l10 * cx - l11 * cy],
             [0.0, 0.0, 1.0],
         ]
-    )
-    return (
-        translation(cx + tx, cy + ty) @ rot @ scaling(scale, scale) @ shear @ translation(-cx, -cy)
     )
 
 
@@ -353,8 +354,10 @@ class RandomResizedCrop(GeometricOp):
     @classmethod
     def matrix(cls, params, size):
         oh, ow = params["out"]
-        return scaling(ow / params["width"], oh / params["height"]) @ translation(
-            -params["left"], -params["top"]
+        sx, sy = ow / params["width"], oh / params["height"]
+        # scaling(sx, sy) @ translation(-left, -top), multiplied out
+        return np.array(
+            [[sx, 0.0, -sx * params["left"]], [0.0, sy, -sy * params["top"]], [0.0, 0.0, 1.0]]
         )
 
     @classmethod
