@@ -132,6 +132,7 @@ def run_demo(out: Path, budget: Budget, seed: int, devices: Any, t0: float) -> N
         image_size=budget.image_size,
         probe_epochs=budget.probe_epochs,
         epochs=budget.epochs,
+        lr=3e-4,  # the rate its 4 short epochs were measured with (BENCHMARKS.md)
         devices=devices,
         seed=seed,
     )

@@ -38,7 +38,7 @@ def finetune_options(f: Any) -> Any:
             default=None,
             help="Network input size [default: the backbone's].",
         ),
-        click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True),
+        click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True),
         click.option(
             "--probe-epochs",
             type=click.IntRange(min=1),
@@ -57,7 +57,7 @@ def finetune_options(f: Any) -> Any:
         click.option(
             "--lr",
             type=click.FloatRange(min=0, min_open=True),
-            default=3e-4,
+            default=1e-3,
             show_default=True,
             help="Top backbone learning rate.",
         ),
@@ -79,7 +79,7 @@ def finetune_options(f: Any) -> Any:
             type=click.FloatRange(0, 1, max_open=True),
             default=None,
             help="Share of each class held out for validation [default: 0.2 when every class "
-            "has >= 25 images, else 0: no validation, fixed epochs, last weights].",
+            "has >= 100 images, else 0: no validation, fixed epochs, last weights].",
         ),
         click.option(
             "--train-bn-stats",
