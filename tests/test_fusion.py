@@ -87,6 +87,31 @@ def test_colour_ops_fuse_and_match_sequential(photo):
         assert diff[inside].max() <= len(records) + 1, idx
 
 
+def test_luma_family_shortcut_equals_the_matrix_product():
+    """ColorJitter's ops compose as three floats; check them against the product of each op's
+    own 3x3 matrix, with the mean pushed through op by op."""
+    from augmentor.backends.plan import compose_luma_family, luma_family_matrix
+    from augmentor.registry import OPS
+
+    rng = np.random.default_rng(0)
+    names = ["brightness", "contrast", "saturation", "grayscale"]
+    for _ in range(50):
+        records = []
+        for name in rng.choice(names, size=int(rng.integers(1, 6))):
+            params = {} if name == "grayscale" else {"factor": float(rng.uniform(0.2, 1.8))}
+            records.append({"op": str(name), "params": params})
+        mean = rng.uniform(0, 255, 3)
+        m_tot, b_tot, mu = np.eye(3), np.zeros(3), mean
+        for r in records:
+            m, b = OPS.get(r["op"]).color_matrix(r["params"], mu, 255.0)
+            m_tot, b_tot, mu = m @ m_tot, m @ b_tot + b, m @ mu + b
+        luma = float(np.dot([0.299, 0.587, 0.114], mean))
+        mat = luma_family_matrix(*compose_luma_family(records, luma))
+        np.testing.assert_allclose(mat[:, :3], m_tot, atol=1e-12)
+        np.testing.assert_allclose(mat[:, 3], b_tot, atol=1e-9)
+    assert compose_luma_family([{"op": "invert", "params": {}}], 0.0) is None
+
+
 def test_flips_and_integer_crops_are_exact(photo):
     recs = [
         {"op": "hflip", "params": {}},

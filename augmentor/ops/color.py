@@ -164,18 +164,17 @@ class ColorJitter(Node):
         if self.p < 1.0 and not rng.random() < self.p:
             return
         order = rng.permutation(4)
+        table = (
+            ("brightness", "factor", self.brightness, (1.0, 1.0)),
+            ("contrast", "factor", self.contrast, (1.0, 1.0)),
+            ("saturation", "factor", self.saturation, (1.0, 1.0)),
+            ("hue", "shift", self.hue, (0.0, 0.0)),
+        )
         for i in order:
-            name, rng_range = [
-                ("brightness", self.brightness),
-                ("contrast", self.contrast),
-                ("saturation", self.saturation),
-                ("hue", self.hue),
-            ][i]
-            neutral = (0.0, 0.0) if name == "hue" else (1.0, 1.0)
-            if tuple(rng_range) == neutral:
+            name, key, (lo, hi), neutral = table[i]
+            if (lo, hi) == neutral:
                 continue
-            key = "shift" if name == "hue" else "factor"
-            out.append({"op": name, "params": {key: float(rng.uniform(*rng_range))}})
+            out.append({"op": name, "params": {key: float(rng.uniform(lo, hi))}})
 
 
 # --------------------------------------------------------------------------------------------

@@ -82,9 +82,18 @@ class RandomErasing(Op):
 
 
 @functools.lru_cache(maxsize=64)
-def _lut_cache(scale: tuple[float, ...], offset: tuple[float, ...]) -> list[np.ndarray]:
+def _lut_cache(
+    channels: int, mean: tuple[float, ...] | None, std: tuple[float, ...] | None
+) -> list[np.ndarray]:
+    """Per-channel uint8 -> float32 tables of :class:`Normalize`, keyed by its params (so an
+    image costs a dict lookup, not the scale/offset algebra)."""
+    params = {
+        "mean": None if mean is None else list(mean),
+        "std": None if std is None else list(std),
+    }
+    scale, offset = Normalize.scale_offset(params, channels, 255.0)
     values = np.arange(256, dtype=np.float64)
-    return [(values * s + o).astype(np.float32) for s, o in zip(scale, offset)]
+    return [(values * s + o).astype(np.float32) for s, o in zip(scale.tolist(), offset.tolist())]
 
 
 @register_op("normalize")
@@ -139,18 +148,21 @@ class Normalize(Op):
         import cv2
 
         c = image.shape[2]
-        scale, offset = cls.scale_offset(params, c, max_value(image))
         out = np.empty((c, *image.shape[:2]), np.float32)
         if image.dtype == np.uint8:
             # One pass per channel through a 256-entry float table, written straight into the
             # CHW buffer: no float HWC intermediate and no transposed copy (both cost more than
             # the arithmetic, through fresh-page faults on 600 kB buffers).
-            luts = _lut_cache(tuple(scale.tolist()), tuple(offset.tolist()))
+            mean, std = params["mean"], params["std"]
+            luts = _lut_cache(
+                c, None if mean is None else tuple(mean), None if std is None else tuple(std)
+            )
             # one plane at a time (cv2.extractChannel) is faster than cv2.split's three at once
             for k in range(c):
                 plane = cv2.extractChannel(image, k) if c > 1 else image[..., 0]
                 cv2.LUT(plane, luts[k], dst=out[k])
             return out
+        scale, offset = cls.scale_offset(params, c, max_value(image))
         for k in range(c):
             np.multiply(image[..., k], np.float32(scale[k]), out=out[k])
             out[k] += np.float32(offset[k])
