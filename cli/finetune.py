@@ -38,6 +38,14 @@ def finetune_options(f: Any) -> Any:
             default=None,
             help="Network input size [default: the backbone's].",
         ),
+        click.option(
+            "--crop-pct",
+            type=click.FloatRange(0.5, 1.0, min_open=True),
+            default=1.0,
+            show_default=True,
+            help="Share of the short side the centre crop keeps (timm's crop_pct); "
+            "0.875 is the Lite family's ImageNet recipe.",
+        ),
         click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True),
         click.option(
             "--probe-epochs",
@@ -57,7 +65,7 @@ def finetune_options(f: Any) -> Any:
         click.option(
             "--lr",
             type=click.FloatRange(min=0, min_open=True),
-            default=1e-3,
+            default=2e-3,
             show_default=True,
             help="Top backbone learning rate.",
         ),
@@ -161,6 +169,7 @@ def build_config(**kw: Any) -> Any:
         pretrained=not kw["no_pretrained"],
         strategy=kw["strategy"],
         image_size=kw["image_size"],
+        crop_pct=kw["crop_pct"],
         epochs=kw["epochs"],
         probe_epochs=kw["probe_epochs"],
         feature_views=kw["feature_views"],

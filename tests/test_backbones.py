@@ -168,3 +168,21 @@ def test_preprocessing_validation():
     with pytest.raises(BackboneError, match="interpolation"):
         Preprocessing(224, 256, (0.5,) * 3, (0.5,) * 3, "lanczos")
     assert Preprocessing(224, 256, (0.5,) * 3, (0.5,) * 3).scaled(112).resize_size == 128
+
+
+def test_crop_pct_sets_the_resize_and_keeps_the_whole_short_side():
+    base = Preprocessing(224, 256, (0.5,) * 3, (0.5,) * 3)
+    assert base.crop_pct == pytest.approx(0.875)
+    full = base.with_crop(1.0)
+    assert (full.input_size, full.resize_size, full.crop_pct) == (224, 224, 1.0)
+    assert base.scaled(112).with_crop(0.8).resize_size == 140
+    with pytest.raises(BackboneError, match=r"crop_pct must be in \(0.5, 1\], got 0.4"):
+        base.with_crop(0.4)
+    # a 28x28 image with a bright 1-pixel frame: crop 1.0 keeps the frame, 0.875 cuts it away
+    img = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    img[..., 0, :] = img[..., -1, :] = img[..., :, 0] = img[..., :, -1] = 255
+    unit = dict(mean=(0.0,) * 3, std=(1 / 255,) * 3, interpolation="nearest")
+    kept = Preprocess(Preprocessing(56, 56, **unit))(img)
+    cut = Preprocess(Preprocessing(56, 64, **unit))(img)
+    assert kept[0, 0, 0].min() == 255 and kept[0, 0, -1].min() == 255
+    assert cut[0, 0, 0].max() == 0 and cut[0, 0, -1].max() == 0

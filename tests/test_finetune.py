@@ -286,6 +286,8 @@ def test_config_validation_names_the_field():
         FinetuneConfig(strategy="fancy")
     with pytest.raises(DataError, match="epochs must be an integer >= 1"):
         FinetuneConfig(epochs=0)
+    with pytest.raises(DataError, match=r"crop_pct must be in \(0.5, 1\] or None, got 1.5"):
+        FinetuneConfig(crop_pct=1.5)
     with pytest.raises(DataError, match="unknown fine-tuning config keys: colour"):
         FinetuneConfig.from_dict({"colour": 1})
 

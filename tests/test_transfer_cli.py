@@ -91,6 +91,10 @@ def test_finetune_bad_input_is_one_line(fmnist_folder, tmp_path):
     )
     assert "unknown backbone 'resnet_99'" in r.stderr
 
+    r = augment("finetune", fmnist_folder, "--out", tmp_path / "o4", "--crop-pct", "0.3", check=2)
+    assert "'--crop-pct'" in r.stderr and "0.3" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o4").exists()
+
     few = tmp_path / "few"
     shutil.copytree(fmnist_folder, few)
     cls = sorted(p for p in few.iterdir())[1]

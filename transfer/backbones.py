@@ -85,6 +85,20 @@ class Preprocessing:
         resize = round(input_size * self.resize_size / self.input_size)
         return dataclasses.replace(self, input_size=input_size, resize_size=resize)
 
+    def with_crop(self, crop_pct: float) -> Preprocessing:
+        """The same recipe with the centre crop keeping ``crop_pct`` of the resized short side
+        (timm's ``crop_pct``); 1.0 keeps all of it."""
+        if not 0.5 < crop_pct <= 1.0:
+            raise BackboneError(f"crop_pct must be in (0.5, 1], got {crop_pct!r}")
+        resize = max(self.input_size, round(self.input_size / crop_pct))
+        resize = min(resize, 2 * self.input_size - 1)
+        return dataclasses.replace(self, resize_size=resize)
+
+    @property
+    def crop_pct(self) -> float:
+        """The share of the resized short side the centre crop keeps."""
+        return self.input_size / self.resize_size
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "input_size": self.input_size,
