@@ -133,7 +133,6 @@ def run_demo(out: Path, budget: Budget, seed: int, devices: Any, t0: float) -> N
         probe_epochs=budget.probe_epochs,
         epochs=budget.epochs,
         lr=3e-4,  # the rate its 4 short epochs were measured with (BENCHMARKS.md)
-        crop_pct=None,  # likewise the crop: the backbone's own
         devices=devices,
         seed=seed,
     )

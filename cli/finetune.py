@@ -41,10 +41,9 @@ def finetune_options(f: Any) -> Any:
         click.option(
             "--crop-pct",
             type=click.FloatRange(0.5, 1.0, min_open=True),
-            default=1.0,
-            show_default=True,
-            help="Share of the short side the centre crop keeps (timm's crop_pct); "
-            "0.875 is the Lite family's ImageNet recipe.",
+            default=None,
+            help="Share of the short side the centre crop keeps (timm's crop_pct; 1.0 keeps "
+            "it all) [default: the backbone's, 0.875 for the Lite family].",
         ),
         click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True),
         click.option(
@@ -65,7 +64,7 @@ def finetune_options(f: Any) -> Any:
         click.option(
             "--lr",
             type=click.FloatRange(min=0, min_open=True),
-            default=2e-3,
+            default=1e-3,
             show_default=True,
             help="Top backbone learning rate.",
         ),

@@ -80,11 +80,10 @@ class FinetuneConfig:
         pretrained: False for random init.
         strategy: one of ``linear``, ``lp-ft``, ``gradual``, ``full``.
         image_size: the network input size; None keeps the backbone's own.
-        crop_pct: the share of each image's (short-side) extent the centre crop keeps, for
-            training and evaluation alike. 1.0 (the default) keeps the whole short side: with
-            small datasets, often upsampled, there is no image content to spare. None keeps the
-            backbone's ImageNet recipe (0.875 for the Lite family). On few-shot Fashion-MNIST
-            1.0 with ``lr`` 2e-3 beat 0.875 with 1e-3 (BENCHMARKS.md).
+        crop_pct: the share of each image's short side the centre crop keeps, for training and
+            evaluation alike (timm's ``crop_pct``); 1.0 keeps all of it. None (the default)
+            keeps the backbone's own recipe (0.875 for the Lite family). On few-shot
+            Fashion-MNIST 1.0 gained nothing (BENCHMARKS.md).
         epochs: fine-tuning epochs (``lp-ft``, ``gradual``, ``full``).
         probe_epochs: head epochs on cached features (``linear``, and ``lp-ft``'s first stage).
         feature_views: views per image in the probe's feature cache (1 = no augmentation).
@@ -122,12 +121,12 @@ class FinetuneConfig:
     pretrained: bool = True
     strategy: str = "lp-ft"
     image_size: int | None = None
-    crop_pct: float | None = 1.0
+    crop_pct: float | None = None
     epochs: int = 20
     probe_epochs: int = 30
     feature_views: int = 1
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 1e-3
     head_lr: float = 3e-3
     weight_decay: float = 0.01
     layer_decay: float = 0.7
