@@ -12,6 +12,7 @@ Shared by both backends, so the CPU and the batched path make the same decisions
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 
 import augmentor.ops  # noqa: F401  (registers the ops)
 from augmentor.ops.base import Record, Size
+from augmentor.ops.color import LUMA
 from augmentor.registry import OPS
 
 
@@ -194,7 +196,7 @@ def plan(records: list[Record], size: Size) -> list[Step]:
 # ``w^T 1 = 1``, ``G G = G`` and ``G 1 = 1``, a run of them composes in three Python floats.
 # ColorJitter's three ops per image then cost ~1 us instead of ~15 us of 3x3 numpy algebra.
 _LUMA_FAMILY = {"brightness", "contrast", "saturation", "grayscale"}
-_LUMA = (0.299, 0.587, 0.114)
+_LUMA = tuple(LUMA.tolist())
 
 
 def compose_luma_family(
@@ -236,16 +238,24 @@ def luma_family_matrix(a: float, b: float, d: float) -> np.ndarray:
     )
 
 
+def luma_family_map(records: list[Record], mean: Sequence[float]) -> np.ndarray | None:
+    """The 3 x 4 ``[m | offset]`` of a run of brightness/contrast/saturation/grayscale records
+    on an RGB image whose per-channel mean is ``mean``; None for other images or runs."""
+    if len(mean) != 3:
+        return None
+    wr, wg, wb = _LUMA
+    abd = compose_luma_family(records, wr * mean[0] + wg * mean[1] + wb * mean[2])
+    return None if abd is None else luma_family_matrix(*abd)
+
+
 def compose_color(
     records: list[Record], mean: np.ndarray, vmax: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """One affine colour map ``x -> m @ x + b`` for a run of colour records; ``mean`` is the
     per-channel mean of the input, pushed through the run for the ops that need it."""
-    if mean.shape[0] == 3:
-        abd = compose_luma_family(records, float(np.dot(_LUMA, mean)))
-        if abd is not None:
-            mat = luma_family_matrix(*abd)
-            return mat[:, :3], mat[:, 3]
+    mat = luma_family_map(records, mean.tolist())
+    if mat is not None:
+        return mat[:, :3], mat[:, 3]
     m_tot = b_tot = None
     mu = mean
     last_mean_user = max((k for k, r in enumerate(records) if r["op"] == "contrast"), default=-1)
