@@ -55,7 +55,8 @@ METHODS = {
         batch_size=32,
     ),
     "(b) linear probe": FinetuneConfig(strategy="linear", probe_epochs=40, preset=None),
-    # the library's defaults: LP-FT, 30 probe epochs, 20 epochs at 1e-3 (top group), the light
+    # the library's defaults: LP-FT, 30 probe epochs, 20 epochs at 1e-3 (top group; more epochs
+    # where 20 make fewer than 180 steps, so 60 at 10/class), the light
     # preset, and no validation split below 100 images per class; see BENCHMARKS.md for the
     # single-seed runs that chose them
     "(c) LP-FT + classic aug": FinetuneConfig(strategy="lp-ft", preset="light"),

@@ -45,7 +45,13 @@ def finetune_options(f: Any) -> Any:
             help="Share of the short side the centre crop keeps (timm's crop_pct; 1.0 keeps "
             "it all) [default: the backbone's, 0.875 for the Lite family].",
         ),
-        click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True),
+        click.option(
+            "--epochs",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Fine-tuning epochs [default: 20, more on a training set so small that 20 "
+            "epochs make fewer than 180 optimizer steps].",
+        ),
         click.option(
             "--probe-epochs",
             type=click.IntRange(min=1),

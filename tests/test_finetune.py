@@ -72,6 +72,7 @@ def test_finetune_learns_and_writes_the_run_directory(cnn_run):
     assert cnn_run.val_metrics["accuracy"] > 0.5
     resolved = json.loads((out / "report" / "config.json").read_text())
     assert resolved["seed"] == 0 and "torch" in resolved["versions"]
+    assert json.loads((out / "report" / "metrics.json").read_text())["finetune_epochs"] == 4
     assert json.loads((out / "labels.json").read_text()) == cnn_run.classes
 
 
@@ -290,6 +291,18 @@ def test_config_validation_names_the_field():
         FinetuneConfig(crop_pct=1.5)
     with pytest.raises(DataError, match="unknown fine-tuning config keys: colour"):
         FinetuneConfig.from_dict({"colour": 1})
+    with pytest.raises(DataError, match="epochs must be an integer >= 1 or None, got True"):
+        FinetuneConfig(epochs=True)
+
+
+def test_default_epochs_reach_the_minimum_steps_on_tiny_sets():
+    auto = FinetuneConfig()  # batch 32: 100 images make 3 steps an epoch, 500 make 15
+    assert auto.epochs is None
+    assert auto.finetune_epochs(100) == 60  # 20 epochs would be 60 steps: raised to 180
+    assert auto.finetune_epochs(500) == 20  # 300 steps already
+    assert auto.finetune_epochs(10) == 180  # one (partial) batch an epoch
+    assert FinetuneConfig(batch_size=8).finetune_epochs(100) == 20  # 12 steps an epoch
+    assert FinetuneConfig(epochs=5).finetune_epochs(100) == 5  # an explicit count is kept
 
 
 def test_folder_with_corrupt_image_is_skipped_and_reported(fmnist_folder, tmp_path):
