@@ -70,7 +70,8 @@ BALANCE = ("none", "loss", "sampler")
 AUTO_VAL_MIN = 100
 # ``epochs=None``: this many epochs, or more so that fine-tuning takes at least AUTO_MIN_STEPS
 # optimizer steps. 10 images/class x 10 classes at batch 32 make 3 steps an epoch: 20 epochs
-# are 60 steps, too few (60 epochs gained +0.9 points over 20 on 5 seeds, BENCHMARKS.md);
+# are 60 steps, too few (60 epochs gained +1.1 [+0.3, +1.9] points over 20 on 5 seeds and
+# 100 epochs nothing more, BENCHMARKS.md);
 # 50/class makes 15 steps an epoch, and its 20 epochs (300 steps) stay as they are.
 AUTO_EPOCHS = 20
 AUTO_MIN_STEPS = 180
