@@ -295,6 +295,42 @@ def test_config_validation_names_the_field():
         FinetuneConfig(epochs=True)
 
 
+def test_mixup_and_cutmix_mix_training_batches(fmnist):
+    from transfer.backbones import create_backbone
+    from transfer.finetune import Classifier, ClassifierModule, GroupSpec
+
+    assert FinetuneConfig().batch_mix(4) == []
+    ops = FinetuneConfig(mixup=0.4, cutmix=1.0).batch_mix(4)
+    assert [type(op).__name__ for op in ops] == ["MixUp", "CutMix"]
+    with pytest.raises(DataError, match="cutmix must be >= 0, got -1"):
+        FinetuneConfig(cutmix=-1)
+
+    torch.manual_seed(0)
+    net = Classifier(create_backbone("small_cnn", pretrained=False), 4, dropout=0.0).eval()
+    with torch.no_grad():
+        net.head[1].weight.mul_(100)  # confident logits, so the targets matter to the loss
+    x = torch.from_numpy(np.stack(fmnist.images[::15])).float().div(255)  # N, 28, 28, 1
+    x = x.permute(0, 3, 1, 2).expand(-1, 3, -1, -1)
+    y = torch.from_numpy(np.asarray(fmnist.labels[::15])).long()
+    group = [GroupSpec("all", list(net.parameters()), 1e-3, 0)]
+    plain = ClassifierModule(net, group, 4, epochs=1)
+    mixed = ClassifierModule(net, group, 4, epochs=1, batch_mix=ops, mix_seed=3)
+    for m in (plain, mixed):
+        m.log = lambda *a, **k: None  # no Trainer attached: logging is not under test
+    with torch.no_grad():
+        hard = plain.training_step((x, y), 0)
+        soft = mixed.training_step((x, y), 0)
+        again = mixed.training_step((x, y), 0)  # same (seed, step, rank): same draw
+        # the mixed loss is the cross-entropy against the soft labels of that draw
+        rng = np.random.default_rng([3, 0, 0])
+        xm, ym = ops[int(rng.integers(2))](x, y, rng)
+        expected = torch.nn.functional.cross_entropy(net(xm), ym)
+    assert soft.item() == pytest.approx(again.item())
+    assert soft.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert abs(soft.item() - hard.item()) > 0.01  # so the equality above could fail
+    assert not torch.allclose(ym.max(1).values, torch.ones(len(y)))  # labels were mixed
+
+
 def test_default_epochs_reach_the_minimum_steps_on_tiny_sets():
     auto = FinetuneConfig()  # batch 32: 100 images make 3 steps an epoch, 500 make 15
     assert auto.epochs is None
@@ -334,9 +370,10 @@ class _StopAtEpoch:
         return Stop()
 
 
-def test_resume_continues_exactly(fmnist, tmp_path):
+@pytest.mark.parametrize("mix", [{}, {"mixup": 0.4, "cutmix": 1.0}], ids=["plain", "mixed"])
+def test_resume_continues_exactly(fmnist, tmp_path, mix):
     cfg = FinetuneConfig(
-        strategy="full", epochs=4, val_fraction=0.25, patience=0, dropout=0.0, **CNN
+        strategy="full", epochs=4, val_fraction=0.25, patience=0, dropout=0.0, **CNN, **mix
     )
     straight = finetune(fmnist, tmp_path / "a", cfg, progress=False, export=False)
     with pytest.raises(_Stop):

@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, TensorDataset
 
+from augmentor.ops.mix import CutMix, MixUp
 from augmentor.pipeline import Pipeline
 from augmentor.presets import preset as make_preset
 from augmentor.training import default_precision, fit
@@ -104,6 +105,10 @@ class FinetuneConfig:
         unfreeze_every: epochs between unfreezing two groups (``gradual``).
         warmup_epochs: linear warm-up of each group's rate after it unfreezes; then cosine.
         label_smoothing: cross-entropy label smoothing.
+        mixup: MixUp's Beta(alpha, alpha) on fine-tuning batches; 0 = off.
+        cutmix: CutMix's alpha likewise; 0 = off. With both on, each batch gets one of the
+            two at random (as timm's ``Mixup`` does). The draws are seeded by (seed, step,
+            rank), so a resumed run mixes as the uninterrupted one would.
         dropout: dropout before the head.
         preset: a classic augmentation preset name for training images; None for none.
         pipeline: a pipeline config (as saved by ``Pipeline.save``); overrides ``preset``.
@@ -142,6 +147,8 @@ class FinetuneConfig:
     unfreeze_every: int = 1
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
+    mixup: float = 0.0
+    cutmix: float = 0.0
     dropout: float = 0.2
     preset: str | None = "light"
     pipeline: dict[str, Any] | None = None
@@ -179,8 +186,9 @@ class FinetuneConfig:
             raise bad("layer_decay", "in (0, 1]")
         if not 0 <= self.label_smoothing < 1 or not 0 <= self.dropout < 1:
             raise bad("label_smoothing" if self.label_smoothing >= 1 else "dropout", "in [0, 1)")
-        if self.synthetic_ratio < 0:
-            raise bad("synthetic_ratio", ">= 0")
+        for name in ("synthetic_ratio", "mixup", "cutmix"):
+            if not getattr(self, name) >= 0:
+                raise bad(name, ">= 0")
         if self.image_size is not None and self.image_size < 8:
             raise bad("image_size", ">= 8")
         if self.crop_pct is not None and not 0.5 < self.crop_pct <= 1.0:
@@ -212,6 +220,15 @@ class FinetuneConfig:
         if unknown:
             raise DataError(f"unknown fine-tuning config keys: {', '.join(unknown)}")
         return cls(**d)
+
+    def batch_mix(self, num_classes: int) -> list[MixUp]:
+        """The MixUp and/or CutMix ops for fine-tuning batches (empty when both are off)."""
+        ops: list[MixUp] = []
+        if self.mixup > 0:
+            ops.append(MixUp(alpha=self.mixup, num_classes=num_classes))
+        if self.cutmix > 0:
+            ops.append(CutMix(alpha=self.cutmix, num_classes=num_classes))
+        return ops
 
     def augmentation(self) -> Pipeline | None:
         if self.pipeline is not None:
@@ -315,9 +332,17 @@ class ClassifierModule(L.LightningModule):
         warmup_epochs: float = 1.0,
         label_smoothing: float = 0.0,
         class_weights: torch.Tensor | None = None,
+        batch_mix: Sequence[MixUp] = (),
+        mix_seed: int = 0,
     ) -> None:
         super().__init__()
         self.net = net
+        # MixUp/CutMix: image batch + int labels -> mixed batch + soft labels, which
+        # CrossEntropyLoss takes as class probabilities (label smoothing still applies).
+        # augmentor's ops, not torchvision's v2.MixUp/CutMix: those draw from torch's global
+        # RNG, which a resumed run would not replay.
+        self.batch_mix = list(batch_mix)
+        self.mix_seed = mix_seed
         self.groups = list(groups)
         self.num_classes = num_classes
         self.epochs = epochs
@@ -337,8 +362,13 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch
+        target = y
+        if self.batch_mix and len(y) > 1:
+            rng = np.random.default_rng([self.mix_seed, self.global_step, self.global_rank])
+            mix = self.batch_mix[int(rng.integers(len(self.batch_mix)))]
+            x, target = mix(x, y, rng)
         logits = self(self._maybe_channels_last(x))
-        loss = self.loss(logits, y)
+        loss = self.loss(logits, target)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training loss is {loss.item()} at step {self.global_step}: lower lr/head_lr"
@@ -743,6 +773,8 @@ def finetune(
             config.warmup_epochs,
             config.label_smoothing,
             _class_weights(train.labels, k) if config.balance == "loss" else None,
+            batch_mix=config.batch_mix(k),
+            mix_seed=config.seed,
         )
         ckpt = ModelCheckpoint(
             dirpath=str(out / "checkpoints"),
