@@ -69,7 +69,9 @@ def compare(
     try:
         config = build_config(**kw)
         configs = {
-            "real only": replace(config, preset=None, pipeline=None, synthetic=None),
+            "real only": replace(
+                config, preset=None, pipeline=None, synthetic=None, mixup=0.0, cutmix=0.0
+            ),
             "real + classic": replace(config, synthetic=None),
         }
         if config.preset is None and config.pipeline is None:

@@ -49,7 +49,7 @@ def finetune_options(f: Any) -> Any:
             "--epochs",
             type=click.IntRange(min=1),
             default=None,
-            help="Fine-tuning epochs [default: 20, more on a training set so small that 20 "
+            help="Fine-tuning epochs [default: 50, more on a training set so small that 50 "
             "epochs make fewer than 180 optimizer steps].",
         ),
         click.option(
@@ -83,14 +83,14 @@ def finetune_options(f: Any) -> Any:
         click.option(
             "--mixup",
             type=click.FloatRange(min=0),
-            default=0.0,
+            default=0.2,
             show_default=True,
             help="MixUp alpha for fine-tuning batches (0: off).",
         ),
         click.option(
             "--cutmix",
             type=click.FloatRange(min=0),
-            default=0.0,
+            default=1.0,
             show_default=True,
             help="CutMix alpha (0: off); with --mixup too, each batch gets one of them.",
         ),

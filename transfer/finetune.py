@@ -72,9 +72,10 @@ AUTO_VAL_MIN = 100
 # ``epochs=None``: this many epochs, or more so that fine-tuning takes at least AUTO_MIN_STEPS
 # optimizer steps. 10 images/class x 10 classes at batch 32 make 3 steps an epoch: 20 epochs
 # are 60 steps, too few (60 epochs gained +1.1 [+0.3, +1.9] points over 20 on 5 seeds and
-# 100 epochs nothing more, BENCHMARKS.md);
-# 50/class makes 15 steps an epoch, and its 20 epochs (300 steps) stay as they are.
-AUTO_EPOCHS = 20
+# 100 epochs nothing more, BENCHMARKS.md). With the default MixUp + CutMix, 50 epochs: at
+# 50/class (15 steps an epoch) they gained +1.35 [+0.8, +1.9] points over 20 epochs without
+# mixing on 5 seeds; at 10/class the step rule still gives 60.
+AUTO_EPOCHS = 50
 AUTO_MIN_STEPS = 180
 
 
@@ -92,9 +93,10 @@ class FinetuneConfig:
             evaluation alike (timm's ``crop_pct``); 1.0 keeps all of it. None (the default)
             keeps the backbone's own recipe (0.875 for the Lite family). On few-shot
             Fashion-MNIST 1.0 gained nothing (BENCHMARKS.md).
-        epochs: fine-tuning epochs (``lp-ft``, ``gradual``, ``full``). None (the default): 20,
-            or more where the training set is so small that 20 epochs would be fewer than 180
-            optimizer steps (see :meth:`finetune_epochs`).
+        epochs: fine-tuning epochs (``lp-ft``, ``gradual``, ``full``). None (the default): 50,
+            or more where the training set is so small that 50 epochs would be fewer than 180
+            optimizer steps (see :meth:`finetune_epochs`). With a validation split, early
+            stopping (``patience``) may end it sooner.
         probe_epochs: head epochs on cached features (``linear``, and ``lp-ft``'s first stage).
         feature_views: views per image in the probe's feature cache (1 = no augmentation).
         batch_size: images per step.
@@ -106,9 +108,10 @@ class FinetuneConfig:
         warmup_epochs: linear warm-up of each group's rate after it unfreezes; then cosine.
         label_smoothing: cross-entropy label smoothing.
         mixup: MixUp's Beta(alpha, alpha) on fine-tuning batches; 0 = off.
-        cutmix: CutMix's alpha likewise; 0 = off. With both on, each batch gets one of the
-            two at random (as timm's ``Mixup`` does). The draws are seeded by (seed, step,
-            rank), so a resumed run mixes as the uninterrupted one would.
+        cutmix: CutMix's alpha likewise; 0 = off. With both on (the default, 0.2 and 1.0),
+            each batch gets one of the two at random (as timm's ``Mixup`` does). The draws
+            are seeded by (seed, step, rank), so a resumed run mixes as the uninterrupted one
+            would.
         dropout: dropout before the head.
         preset: a classic augmentation preset name for training images; None for none.
         pipeline: a pipeline config (as saved by ``Pipeline.save``); overrides ``preset``.
@@ -147,8 +150,8 @@ class FinetuneConfig:
     unfreeze_every: int = 1
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    mixup: float = 0.0
-    cutmix: float = 0.0
+    mixup: float = 0.2
+    cutmix: float = 1.0
     dropout: float = 0.2
     preset: str | None = "light"
     pipeline: dict[str, Any] | None = None
@@ -203,7 +206,7 @@ class FinetuneConfig:
 
     def finetune_epochs(self, train_images: int) -> int:
         """The fine-tuning epochs for ``train_images`` training images (synthetic ones
-        included): ``epochs`` when set, else 20 or as many more as make 180 optimizer steps.
+        included): ``epochs`` when set, else 50 or as many more as make 180 optimizer steps.
 
         Steps are counted as one device sees them (the last partial batch is dropped when
         there is more than one batch, as the training loader does).
