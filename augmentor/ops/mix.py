@@ -102,6 +102,6 @@ class CutMix(MixUp):
         x0, y0, x1, y1 = params["box"]
         perm, lam = params["perm"], params["lam"]
         out = images.clone()
-        out[:, :, y0:y1, x0:x1] = images[perm][:, :, y0:y1, x0:x1]
+        out[:, :, y0:y1, x0:x1] = images[perm, :, y0:y1, x0:x1]  # gather only the box
         y = _one_hot(labels, self.num_classes)
         return out, lam * y + (1 - lam) * y[perm]
