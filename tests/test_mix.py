@@ -27,6 +27,10 @@ def test_cutmix_label_weight_is_pasted_area():
     torch.testing.assert_close(y[0], torch.tensor([0.75, 0.25]))
 
 
-def test_bad_labels():
+@pytest.mark.parametrize("cls", [MixUp, CutMix])
+@pytest.mark.parametrize(
+    "labels", [[0, 5], [-1, 0], [0.0, 1.0]], ids=["above", "negative", "float"]
+)
+def test_bad_labels(cls, labels):
     with pytest.raises(ValueError, match=r"class indices in \[0, 3\)"):
-        MixUp(num_classes=3)(torch.rand(2, 3, 4, 4), torch.tensor([0, 5]), np.random.default_rng(0))
+        cls(num_classes=3)(torch.rand(2, 3, 4, 4), torch.tensor(labels), np.random.default_rng(0))

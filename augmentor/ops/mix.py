@@ -21,7 +21,12 @@ def _one_hot(labels: Any, num_classes: int) -> Any:
 
     if labels.ndim == 2:
         return labels.float()
-    if labels.dtype.is_floating_point or labels.min() < 0 or labels.max() >= num_classes:
+    bad = labels.dtype.is_floating_point
+    if not bad and labels.numel():
+        # One host sync for both bounds (on a GPU each ``.min() < 0`` is a sync of its own).
+        lo, hi = torch.stack(torch.aminmax(labels)).tolist()
+        bad = lo < 0 or hi >= num_classes
+    if bad:
         raise ValueError(
             f"labels must be class indices in [0, {num_classes}), got {labels.tolist()[:8]}"
         )
