@@ -59,7 +59,8 @@ METHODS = {
     "(b) linear probe": FinetuneConfig(strategy="linear", probe_epochs=40, preset=None),
     # the library's defaults: LP-FT, 30 probe epochs, 50 epochs at 1e-3 (top group; more epochs
     # where 50 make fewer than 180 steps, so 60 at 10/class), the light preset, MixUp 0.2 /
-    # CutMix 1.0 on fine-tuning batches, and no validation split below 100 images per class;
+    # CutMix 1.0 on fine-tuning batches, the whole image (crop_pct 1.0, for (b) too), and no
+    # validation split below 100 images per class;
     # see BENCHMARKS.md for the runs that chose them
     "(c) LP-FT + classic aug": FinetuneConfig(strategy="lp-ft", preset="light"),
 }

@@ -41,9 +41,9 @@ def finetune_options(f: Any) -> Any:
         click.option(
             "--crop-pct",
             type=click.FloatRange(0.5, 1.0, min_open=True),
-            default=None,
+            default=1.0,
             help="Share of the short side the centre crop keeps (timm's crop_pct; 1.0 keeps "
-            "it all) [default: the backbone's, 0.875 for the Lite family].",
+            "it all; the Lite family's own ImageNet crop is 0.875) [default: 1.0].",
         ),
         click.option(
             "--epochs",

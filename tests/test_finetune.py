@@ -290,6 +290,22 @@ def test_classification_metrics_on_an_imbalanced_set():
     assert m["per_class"][1]["recall"] == 0 and m["confusion"] == [[4, 0], [1, 0]]
 
 
+def test_fine_tuning_keeps_the_whole_short_side_by_default():
+    from transfer.backbones import create_backbone
+
+    # The Lite family's own recipe is ImageNet's evaluation crop (resize 256, crop 224); a
+    # fine-tuning run keeps the whole image unless crop_pct says otherwise (None: the backbone's)
+    bb = create_backbone("efficientnet_lite0", pretrained=False)
+    assert bb.preprocessing.crop_pct == pytest.approx(0.875)
+    pre = FinetuneConfig(image_size=128).preprocessing(bb)
+    assert (pre.input_size, pre.resize_size, pre.crop_pct) == (128, 128, 1.0)
+    own = FinetuneConfig(image_size=128, crop_pct=None).preprocessing(bb)
+    assert (own.input_size, own.resize_size) == (128, 146)
+    assert FinetuneConfig(crop_pct=None).preprocessing(bb) == bb.preprocessing
+    assert own.mean == pre.mean == bb.preprocessing.mean
+    assert own.interpolation == pre.interpolation == bb.preprocessing.interpolation
+
+
 def test_config_validation_names_the_field():
     with pytest.raises(DataError, match="strategy must be one of"):
         FinetuneConfig(strategy="fancy")

@@ -38,7 +38,7 @@ from augmentor.ops.mix import CutMix, MixUp
 from augmentor.pipeline import Pipeline
 from augmentor.presets import preset as make_preset
 from augmentor.training import default_precision, fit
-from transfer.backbones import Backbone, create_backbone
+from transfer.backbones import Backbone, Preprocessing, create_backbone
 from transfer.data import (
     DataError,
     EpochSampler,
@@ -90,9 +90,12 @@ class FinetuneConfig:
         strategy: one of ``linear``, ``lp-ft``, ``gradual``, ``full``.
         image_size: the network input size; None keeps the backbone's own.
         crop_pct: the share of each image's short side the centre crop keeps, for training and
-            evaluation alike (timm's ``crop_pct``); 1.0 keeps all of it. None (the default)
-            keeps the backbone's own recipe (0.875 for the Lite family). On few-shot
-            Fashion-MNIST 1.0 gained nothing (BENCHMARKS.md).
+            evaluation alike (timm's ``crop_pct``). 1.0 (the default) keeps all of it: the
+            user's images are framed by the user, not as ImageNet's photos, and the fine-tuned
+            network sees the same crop in training and at test time. None keeps the
+            backbone's own recipe (0.875 for the Lite family, ImageNet's evaluation crop). On
+            few-shot Fashion-MNIST 1.0 gained +0.5 points at 50 per class and nothing at 10
+            (BENCHMARKS.md).
         epochs: fine-tuning epochs (``lp-ft``, ``gradual``, ``full``). None (the default): 50,
             or more where the training set is so small that 50 epochs would be fewer than 180
             optimizer steps (see :meth:`finetune_epochs`). With a validation split, early
@@ -138,7 +141,7 @@ class FinetuneConfig:
     pretrained: bool = True
     strategy: str = "lp-ft"
     image_size: int | None = None
-    crop_pct: float | None = None
+    crop_pct: float | None = 1.0
     epochs: int | None = None
     probe_epochs: int = 30
     feature_views: int = 1
@@ -232,6 +235,15 @@ class FinetuneConfig:
         if self.cutmix > 0:
             ops.append(CutMix(alpha=self.cutmix, num_classes=num_classes))
         return ops
+
+    def preprocessing(self, backbone: Backbone) -> Preprocessing:
+        """The backbone's preprocessing with this config's input size and crop applied."""
+        pre = backbone.preprocessing
+        if self.image_size is not None:
+            pre = pre.scaled(self.image_size)
+        if self.crop_pct is not None:
+            pre = pre.with_crop(self.crop_pct)
+        return pre
 
     def augmentation(self) -> Pipeline | None:
         if self.pipeline is not None:
@@ -712,11 +724,7 @@ def finetune(
     k = len(real.classes)
 
     backbone = create_backbone(config.backbone, config.weights, config.pretrained)
-    pre = backbone.preprocessing
-    if config.image_size is not None:
-        pre = pre.scaled(config.image_size)
-    if config.crop_pct is not None:
-        pre = pre.with_crop(config.crop_pct)
+    pre = config.preprocessing(backbone)
     preprocess = Preprocess(pre)
     model = Classifier(backbone, k, config.dropout, config.bn_stats_frozen)
     for p in backbone.parameters():
