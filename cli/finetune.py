@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cli.options import PRESETS, devices_option
+from cli.options import PRESETS, CropPct, devices_option
 
 STRATEGIES = ["linear", "lp-ft", "gradual", "full"]  # transfer.finetune.STRATEGIES (test-checked)
 
@@ -40,10 +40,11 @@ def finetune_options(f: Any) -> Any:
         ),
         click.option(
             "--crop-pct",
-            type=click.FloatRange(0.5, 1.0, min_open=True),
+            type=CropPct(),
             default=1.0,
             help="Share of the short side the centre crop keeps (timm's crop_pct; 1.0 keeps "
-            "it all; the Lite family's own ImageNet crop is 0.875) [default: 1.0].",
+            "it all), or 'backbone' for the backbone's own crop (the Lite family's ImageNet "
+            "0.875) [default: 1.0].",
         ),
         click.option(
             "--epochs",

@@ -22,13 +22,13 @@ FAST = [
 @pytest.fixture(scope="module")
 def run_dir(fmnist_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    mix = ["--mixup", "0.2", "--cutmix", "1.0"]
+    mix = ["--mixup", "0.2", "--cutmix", "1.0", "--crop-pct", "backbone"]
     r = augment(
         "finetune", fmnist_folder, "--out", out, *FAST, *mix, "--val-fraction", "0.34", check=0
     )
     assert "validation: accuracy" in r.stdout and "report" in r.stdout
     config = json.loads((out / "config.json").read_text())
-    assert (config["mixup"], config["cutmix"]) == (0.2, 1.0)
+    assert (config["mixup"], config["cutmix"], config["crop_pct"]) == (0.2, 1.0, None)
     return out
 
 
@@ -99,6 +99,8 @@ def test_finetune_bad_input_is_one_line(fmnist_folder, tmp_path):
     r = augment("finetune", fmnist_folder, "--out", tmp_path / "o4", "--crop-pct", "0.3", check=2)
     assert "'--crop-pct'" in r.stderr and "0.3" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o4").exists()
+    r = augment("finetune", fmnist_folder, "--out", tmp_path / "o4", "--crop-pct", "most", check=2)
+    assert "'--crop-pct'" in r.stderr and "'most'" in r.stderr and "'backbone'" in r.stderr
     r = augment("finetune", fmnist_folder, "--out", tmp_path / "o5", "--cutmix", "-1", check=2)
     assert "'--cutmix'" in r.stderr and "-1" in r.stderr and "Traceback" not in r.stderr
 
