@@ -21,25 +21,22 @@ def _parse_devices(ctx: click.Context, param: click.Parameter, value: str) -> An
         raise click.BadParameter(f"expected auto, a count or a list, got {value!r}") from None
 
 
-class CropPct(click.ParamType):
-    """``--crop-pct``: a share of the short side in (0.5, 1], or ``backbone`` (None) for the
-    backbone's own crop. Not a ``FloatRange``: that type cannot also take a word."""
+class CropPct(click.FloatRange):
+    """``--crop-pct``: a share of the short side in (0.5, 1] (click's own range check), or
+    ``backbone`` (None) for the backbone's own crop."""
 
-    name = "FLOAT|backbone"
+    name = "float"
+
+    def __init__(self) -> None:
+        super().__init__(0.5, 1.0, min_open=True)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if value is None or isinstance(value, float):
-            number = value
-        elif str(value).strip().lower() == "backbone":
+        if isinstance(value, str) and value.strip().lower() == "backbone":
             return None
-        else:
-            try:
-                number = float(value)
-            except ValueError:
-                self.fail(f"expected a number in (0.5, 1] or 'backbone', got {value!r}", param, ctx)
-        if number is not None and not 0.5 < number <= 1.0:
-            self.fail(f"{value!r} is not in the range 0.5<x<=1 (or 'backbone')", param, ctx)
-        return number
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as e:
+            self.fail(f"{e.message} Or 'backbone' for the backbone's own crop.", param, ctx)
 
 
 def devices_option(f: Any) -> Any:
