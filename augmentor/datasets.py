@@ -13,10 +13,14 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from augmentor.registry import Registry
+from augmentor.seeding import stream
 
 DATA_DIR = Path(__file__).parent / "data"
 BUNDLED = DATA_DIR / "fashion_mnist_subset.npz"
@@ -128,7 +132,7 @@ def textures(patch_size: int = 64, per_class: int = 50, seed: int = 0) -> ArrayD
     """Random ``patch_size`` crops of scikit-image's brick, grass and gravel photos (grey)."""
     from skimage import data
 
-    rng = np.random.default_rng(seed)
+    rng = stream(seed, "dataset", patch_size, per_class)
     images, labels = [], []
     classes = ["brick", "grass", "gravel"]
     for label, name in enumerate(classes):
@@ -156,24 +160,63 @@ def lfw_faces() -> ArrayDataset:
     return ArrayDataset(images, labels, ["face", "non_face"])
 
 
-DATASETS = {
-    "fashion-mnist-subset": "the bundled Fashion-MNIST subset (100 per class and split)",
-    "fashion-mnist": "the full Fashion-MNIST (Debian package or download)",
-    "textures": "scikit-image brick/grass/gravel patches (64x64)",
-    "lfw": "scikit-image lfw_subset: faces vs non-faces (25x25)",
-}
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: a loader per split name."""
+
+    description: str
+    splits: dict[str, Callable[[], ArrayDataset]]
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset", "augmentor.datasets.list_datasets()")
+DATASETS.add(
+    "fashion-mnist-subset",
+    DatasetEntry(
+        "the bundled Fashion-MNIST subset (100 per class and split)",
+        {
+            "train": lambda: fashion_mnist_subset("train"),
+            "test": lambda: fashion_mnist_subset("test"),
+        },
+    ),
+)
+DATASETS.add(
+    "fashion-mnist",
+    DatasetEntry(
+        "the full Fashion-MNIST (Debian package or download)",
+        {"train": lambda: fashion_mnist("train"), "test": lambda: fashion_mnist("test")},
+    ),
+)
+DATASETS.add(
+    "textures",
+    DatasetEntry(
+        # test patches are other random crops of the same three photos: they may overlap
+        # training patches, so the split measures little more than the training fit
+        "scikit-image brick/grass/gravel patches (64x64); test: other crops of the same photos",
+        {"train": lambda: textures(seed=0), "test": lambda: textures(seed=1)},
+    ),
+)
+DATASETS.add(
+    "lfw",
+    DatasetEntry(
+        "scikit-image lfw_subset: faces vs non-faces (25x25); one split only (train)",
+        {"train": lfw_faces},
+    ),
+)
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    """Names of the registered datasets, optionally filtered by a glob."""
+    return DATASETS.list(pattern)
 
 
 def load_dataset(name: str, split: str = "train") -> ArrayDataset:
-    if name == "fashion-mnist-subset":
-        return fashion_mnist_subset(split)
-    if name == "fashion-mnist":
-        return fashion_mnist(split)
-    if name == "textures":
-        return textures(seed=0 if split == "train" else 1)
-    if name == "lfw":
-        return lfw_faces()
-    raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)}")
+    """A registered dataset's ``split``; a split it does not have is an error naming its splits."""
+    entry = DATASETS.get(name)
+    if split not in entry.splits:
+        raise ValueError(
+            f"dataset {name!r} has no {split!r} split (splits: {', '.join(entry.splits)})"
+        )
+    return entry.splits[split]()
 
 
 def export_dataset(name: str, dst: str | Path, split: str = "train") -> int:

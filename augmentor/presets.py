@@ -18,15 +18,11 @@ from augmentor.ops.policies import AugMix, RandAugment, TrivialAugmentWide
 from augmentor.pipeline import Pipeline
 from augmentor.registry import Registry
 
-PRESETS = Registry("preset")
+PRESETS: Registry[Callable[[], list[Node]]] = Registry("preset", "augmentor.list_presets()")
 
 
-def _preset(name: str) -> Callable:
-    def deco(fn: Callable[[], list[Node]]) -> Callable[[], list[Node]]:
-        PRESETS.register(name)(fn)
-        return fn
-
-    return deco
+def _preset(name: str) -> Callable[[Callable[[], list[Node]]], Callable[[], list[Node]]]:
+    return PRESETS.register(name)
 
 
 @_preset("light")
@@ -77,8 +73,9 @@ def _augmix() -> list[Node]:
     return [HorizontalFlip(p=0.5), AugMix()]
 
 
-def list_presets() -> list[str]:
-    return PRESETS.list()
+def list_presets(pattern: str = "*") -> list[str]:
+    """Names of the presets, optionally filtered by a glob."""
+    return PRESETS.list(pattern)
 
 
 def preset(name: str, seed: int = 0) -> Pipeline:
@@ -90,10 +87,4 @@ def preset(name: str, seed: int = 0) -> Pipeline:
         >>> len(preset("light").ops)
         3
     """
-    if name not in PRESETS:
-        raise ValueError(
-            PRESETS.unknown_message(name).replace(
-                "augmentor.list_ops()", "augmentor.list_presets()"
-            )
-        )
     return Pipeline(PRESETS.get(name)(), seed=seed)

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-DATASET_NAMES = ["fashion-mnist", "fashion-mnist-subset", "lfw", "textures"]
+from cli.options import LazyChoice
+
+
+def _dataset_names() -> list[str]:
+    from augmentor.datasets import list_datasets
+
+    return list_datasets()
 
 
 @click.group()
@@ -19,12 +25,12 @@ def list_datasets() -> None:
     """List the datasets."""
     from augmentor.datasets import DATASETS
 
-    for name, text in sorted(DATASETS.items()):
-        click.echo(f"{name:22s} {text}")
+    for name, entry in DATASETS.items():
+        click.echo(f"{name:22s} {entry.description}")
 
 
 @data.command("export")
-@click.argument("name", type=click.Choice(DATASET_NAMES))
+@click.argument("name", type=LazyChoice(_dataset_names))
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
 def export(name: str, dst: Path, split: str) -> None:

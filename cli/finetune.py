@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cli.options import PRESETS, CropPct, devices_option
+from cli.options import CropPct, devices_option, preset_choice
 
 STRATEGIES = ["linear", "lp-ft", "gradual", "full"]  # transfer.finetune.STRATEGIES (test-checked)
 
@@ -152,7 +152,7 @@ def finetune_options(f: Any) -> Any:
         ),
         click.option(
             "--preset",
-            type=click.Choice([*PRESETS, "none"]),
+            type=preset_choice(["none"]),
             default="light",
             show_default=True,
             help="Classic augmentation of training images.",

@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-# Kept here (not imported from augmentor) so that --help needs no import; a test checks that
-# it matches augmentor.list_presets().
-PRESETS = ["augmix", "heavy", "light", "medium", "randaugment", "trivialaugment"]
+
+class LazyChoice(click.Choice):
+    """A ``click.Choice`` whose choices come from a registry when first needed (parsing, or a
+    command's ``--help``), so that importing the CLI imports no library.
+
+    Example:
+        >>> LazyChoice(lambda: ["a", "b"], extra=["none"]).choices
+        ['a', 'b', 'none']
+    """
+
+    def __init__(self, load: Callable[[], Sequence[str]], extra: Sequence[str] = ()) -> None:
+        self._load, self._extra = load, list(extra)
+        self._choices: list[str] | None = None
+        self.case_sensitive = True
+
+    @property  # type: ignore[override]
+    def choices(self) -> list[str]:
+        if self._choices is None:
+            self._choices = [*self._load(), *self._extra]
+        return self._choices
+
+
+def _preset_names() -> list[str]:
+    from augmentor import list_presets
+
+    return list_presets()
+
+
+def preset_choice(extra: Sequence[str] = ()) -> LazyChoice:
+    """``--preset``'s choices: the preset registry (plus ``extra`` words such as ``none``)."""
+    return LazyChoice(_preset_names, extra)
 
 
 def _parse_devices(ctx: click.Context, param: click.Parameter, value: str) -> Any:
@@ -66,7 +95,7 @@ def pipeline_options(default_preset: str = "medium") -> Any:
         )(f)
         f = click.option(
             "--preset",
-            type=click.Choice(PRESETS),
+            type=preset_choice(),
             default=None,
             help=f"A named pipeline [default: {default_preset}].",
         )(f)

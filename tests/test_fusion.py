@@ -65,7 +65,7 @@ def test_two_rotations_are_not_fused(photo):
 def test_colour_ops_fuse_and_match_sequential(photo):
     """Fused colour maps clip once; op by op clips after each op. They agree (up to the
     rounding of each intermediate uint8 image) wherever no intermediate value left [0, 255]."""
-    from augmentor.backends.plan import compose_color
+    from augmentor.backends.fuse import compose_color
 
     pipe = augmentor.Pipeline(
         [augmentor.ColorJitter(0.3, 0.3, 0.3), augmentor.Grayscale(p=0.5), augmentor.Invert(p=0.5)],
@@ -90,7 +90,7 @@ def test_colour_ops_fuse_and_match_sequential(photo):
 def test_luma_family_shortcut_equals_the_matrix_product():
     """ColorJitter's ops compose as three floats; check them against the product of each op's
     own 3x3 matrix, with the mean pushed through op by op."""
-    from augmentor.backends.plan import compose_luma_family, luma_family_matrix
+    from augmentor.backends.fuse import compose_luma_family, luma_family_matrix
     from augmentor.registry import OPS
 
     rng = np.random.default_rng(0)

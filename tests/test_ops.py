@@ -10,7 +10,7 @@ from torchvision.transforms.v2 import functional as TF
 
 import augmentor
 from augmentor.backends.cpu import apply_records
-from augmentor.pipeline import build_op
+from augmentor.serialization import build_op
 
 REQUIRED = {
     "crop": {"size": 64},

@@ -27,12 +27,6 @@ def test_duplicate_registration_raises():
         reg.register("a")(type("B", (), {}))
 
 
-def test_cli_preset_names_match_library():
-    from cli.options import PRESETS
-
-    assert sorted(PRESETS) == augmentor.list_presets()
-
-
 def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     out = set()

@@ -12,23 +12,27 @@ from typing import Any
 
 import numpy as np
 
-from augmentor.backends.plan import (
-    ColorStep,
-    FieldStep,
-    FinalStep,
-    LutStep,
-    OpStep,
-    WarpStep,
+from augmentor.backends.fuse import (
     apply_lut_float,
     compose_color,
     compose_lut,
     corner_to_center,
     luma_family_map,
     needs_mean,
+)
+from augmentor.backends.plan import (
+    ColorStep,
+    FieldStep,
+    FinalStep,
+    LutStep,
+    MixStep,
+    OpStep,
+    WarpStep,
     plan,
 )
-from augmentor.ops.base import Record, max_value
+from augmentor.ops.base import max_value
 from augmentor.registry import OPS
+from augmentor.types import Record
 
 _CV_INTERP: dict[str, int] = {}
 
@@ -294,11 +298,23 @@ def run_steps(steps: list, sample: Sample) -> Sample:
                     moved = _field_points(map_x, map_y, edge)
                     new.append([*moved.min(0), *moved.max(0)])
                 boxes = np.asarray(new, dtype=boxes.dtype)
+        elif isinstance(step, MixStep):
+            img = apply_mix(img, step.record["params"])
         elif isinstance(step, FinalStep | OpStep):
             img = OPS.get(step.record["op"]).apply_np(img, step.record["params"])
     if mask is not None and sample.mask is not None and sample.mask.ndim == 2:
         mask = mask[..., 0]
     return Sample(img, mask, boxes, kps)
+
+
+def apply_mix(image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """AugMix's blend: ``original_weight * image + sum_k weights[k] * chain_k(image)``."""
+    mix = image.astype(np.float32) * params["original_weight"]
+    for w, chain in zip(params["weights"], params["chains"]):
+        mix += w * apply_records(chain, image).astype(np.float32)
+    if image.dtype == np.uint8:
+        return np.clip(mix, 0, 255).astype(np.uint8)  # torchvision truncates (.to(dtype))
+    return np.clip(mix, 0, 1).astype(np.float32)
 
 
 def apply_records(records: list[Record], sample: Sample | np.ndarray) -> Any:

@@ -15,25 +15,26 @@ policy (RandAugment, ...) splits the batch into smaller groups but stays correct
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from augmentor.backends.cpu import apply_mix
+from augmentor.backends.fuse import apply_lut_float, compose_color, compose_lut, needs_mean
 from augmentor.backends.plan import (
     ColorStep,
     FieldStep,
     FinalStep,
     LutStep,
+    MixStep,
     WarpStep,
-    compose_color,
-    compose_lut,
-    needs_mean,
     plan,
 )
-from augmentor.ops.base import Record
 from augmentor.registry import OPS
+from augmentor.types import Record
 
 
 def _vmax(x: torch.Tensor) -> float:
@@ -51,10 +52,14 @@ def to_numpy_hwc(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(a if a.dtype == np.uint8 else a.astype(np.float32))
 
 
-def per_image_numpy(cls: Any, images: torch.Tensor, params: list[dict[str, Any]]) -> torch.Tensor:
-    """Fallback for ops with no device kernel: per image through the numpy kernel on CPU."""
+def per_image_numpy(
+    kernel: Callable[[np.ndarray, dict[str, Any]], np.ndarray],
+    images: torch.Tensor,
+    params: list[dict[str, Any]],
+) -> torch.Tensor:
+    """Fallback for ops with no device kernel: per image through a numpy kernel on CPU."""
     outs = [
-        torch.from_numpy(cls.apply_np(to_numpy_hwc(img), p)).permute(2, 0, 1)
+        torch.from_numpy(kernel(to_numpy_hwc(img), p)).permute(2, 0, 1)
         for img, p in zip(images, params)
     ]
     return torch.stack(outs).to(
@@ -135,8 +140,6 @@ def color_batch(records: list[list[Record]], x: torch.Tensor) -> torch.Tensor:
 
 def lut_batch(records: list[list[Record]], x: torch.Tensor) -> torch.Tensor:
     if x.dtype != torch.uint8:
-        from augmentor.backends.plan import apply_lut_float
-
         outs = [
             torch.from_numpy(apply_lut_float(to_numpy_hwc(img), r)).permute(2, 0, 1)
             for img, r in zip(x, records)
@@ -194,6 +197,8 @@ def _signature(steps: list) -> tuple:
             sig.append(("lut",))
         elif isinstance(s, FinalStep):
             sig.append(("final",))
+        elif isinstance(s, MixStep):
+            sig.append(("mix",))
         else:
             sig.append(("op", s.record["op"]))
     return tuple(sig)
@@ -213,9 +218,15 @@ def run_group(plans: list[list], x: torch.Tensor) -> torch.Tensor:
             x = final_batch([s.record for s in column], x)
         elif isinstance(first, FieldStep):
             x = field_batch(column, x)
+        elif isinstance(first, MixStep):
+            x = per_image_numpy(apply_mix, x, [s.record["params"] for s in column])
         else:
             cls = OPS.get(first.record["op"])
-            x = cls.apply_torch(x, [s.record["params"] for s in column])
+            params = [s.record["params"] for s in column]
+            if cls.apply_torch is not None:
+                x = cls.apply_torch(x, params)
+            else:
+                x = per_image_numpy(cls.apply_np, x, params)
     return x
 
 

@@ -4,7 +4,9 @@ from augmentor.ops import (  # noqa: F401  (registration side effect)
     color,
     containers,
     erasing,
+    fields,
     geometric,
     noise,
+    normalize,
     policies,
 )

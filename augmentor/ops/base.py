@@ -11,143 +11,14 @@ they can be logged in a manifest and replayed exactly.
 from __future__ import annotations
 
 import inspect
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-Record = dict[str, Any]
-Size = tuple[int, int]  # (height, width)
+from augmentor._validation import check_prob, plain
+from augmentor.types import Canvas, OpKind, Record, Size
 
-
-@dataclass
-class Canvas:
-    """What a sampler may know about the image at a point of the pipeline: its size and channels."""
-
-    height: int
-    width: int
-    channels: int = 3
-
-    @property
-    def size(self) -> Size:
-        return (self.height, self.width)
-
-
-# --------------------------------------------------------------------------------------------
-# Validation at the boundary: messages name the argument, the bound and the value.
-# --------------------------------------------------------------------------------------------
-
-
-def check_prob(op: str, p: Any) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"{op}: p must be a number in [0, 1], got {p!r}")
-    return float(p)
-
-
-def check_number(
-    op: str,
-    arg: str,
-    value: Any,
-    lo: float | None = None,
-    hi: float | None = None,
-    *,
-    integer: bool = False,
-) -> float:
-    kind = "an integer" if integer else "a number"
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (integer and not float(value).is_integer())
-        or not math.isfinite(float(value))
-    ):
-        raise ValueError(f"{op}: {arg} must be {kind}, got {value!r}")
-    if lo is not None and value < lo:
-        raise ValueError(f"{op}: {arg} must be >= {lo}, got {value!r}")
-    if hi is not None and value > hi:
-        raise ValueError(f"{op}: {arg} must be <= {hi}, got {value!r}")
-    return int(value) if integer else float(value)
-
-
-def check_range(
-    op: str,
-    arg: str,
-    value: Any,
-    *,
-    lo: float | None = None,
-    hi: float | None = None,
-    center: float | None = None,
-    integer: bool = False,
-) -> tuple[float, float]:
-    """A (min, max) range. A single number ``v`` means ``(center - v, center + v)`` when a center
-    is given (torchvision's ColorJitter convention), else ``(-v, v)``."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        v = check_number(op, arg, value, lo=0.0, integer=integer)
-        c = 0.0 if center is None else center
-        low, high = c - v, c + v
-        if lo is not None:
-            low = max(low, lo)
-    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        low = check_number(op, f"{arg}[0]", value[0], integer=integer)
-        high = check_number(op, f"{arg}[1]", value[1], integer=integer)
-        if low > high:
-            raise ValueError(f"{op}: {arg} must be (min, max) with min <= max, got {list(value)!r}")
-    else:
-        raise ValueError(f"{op}: {arg} must be a number or a (min, max) pair, got {value!r}")
-    if lo is not None and low < lo:
-        raise ValueError(f"{op}: {arg} must be >= {lo}, got {value!r}")
-    if hi is not None and high > hi:
-        raise ValueError(f"{op}: {arg} must be <= {hi}, got {value!r}")
-    if integer:
-        return (int(low), int(high))
-    return (float(low), float(high))
-
-
-def check_size(op: str, arg: str, value: Any, *, allow_none: bool = False) -> Size | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        v = int(check_number(op, arg, value, lo=1, integer=True))
-        return (v, v)
-    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        h = int(check_number(op, f"{arg}[0]", value[0], lo=1, integer=True))
-        w = int(check_number(op, f"{arg}[1]", value[1], lo=1, integer=True))
-        return (h, w)
-    raise ValueError(f"{op}: {arg} must be an int or (height, width), got {value!r}")
-
-
-def check_choice(op: str, arg: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{op}: {arg} must be one of {list(choices)}, got {value!r}")
-    return str(value)
-
-
-def check_fill(op: str, value: Any) -> float | list[float]:
-    """A fill colour as a fraction of the maximum value (0 = black, 1 = white), or 3 of them."""
-    values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-    if len(values) in (1, 3) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in values
-    ):
-        return [float(v) for v in values] if len(values) == 3 else float(values[0])
-    raise ValueError(
-        f"{op}: fill must be a fraction in [0, 1] of the maximum value, or 3 of them (R, G, B), "
-        f"got {value!r}"
-    )
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
-
+__all__ = ["Canvas", "Node", "Op", "Record", "SampleRng", "Size", "finish_like", "max_value"]
 
 # --------------------------------------------------------------------------------------------
 # Random draws
@@ -240,7 +111,7 @@ class Node:
             value = getattr(self, pname)
             if pname == "ops":
                 value = [child.get_config() for child in value]
-            cfg[pname] = _plain(value)
+            cfg[pname] = plain(value)
         return cfg
 
     def __repr__(self) -> str:
@@ -265,10 +136,12 @@ class Op(Node):
       - ``"lut"``: a per-value function (:meth:`lut_fn`), fused into one lookup table on uint8;
       - ``"field"``: a non-linear warp (elastic, grid distortion);
       - ``"pixel"``: anything else (:meth:`apply_np`);
+      - ``"mix"``: a blend of the input with augmented chains of it (AugMix), whose records
+        the executor runs;
       - ``"final"``: normalisation to a float tensor, last in a pipeline.
     """
 
-    kind: ClassVar[str] = "pixel"
+    kind: ClassVar[OpKind] = "pixel"
 
     def __init__(self, p: float = 1.0) -> None:
         self.p = check_prob(self.name, p)
@@ -295,16 +168,10 @@ class Op(Node):
         """Apply to one HWC image (uint8 in [0, 255] or float32 in [0, 1])."""
         raise NotImplementedError(f"{cls.name} has no per-image kernel")
 
-    @classmethod
-    def apply_torch(cls, images: Any, params: list[dict[str, Any]]) -> Any:
-        """Apply to a batch ``N x C x H x W`` on its device, one params dict per image.
-
-        The default runs the per-image numpy kernel on CPU and moves the result back. Ops that
-        matter for throughput override this with a device-native kernel.
-        """
-        from augmentor.backends.torch_batch import per_image_numpy
-
-        return per_image_numpy(cls, images, params)
+    # A batched kernel ``apply_torch(images N x C x H x W, params list) -> images`` on the
+    # images' device, for the ops that matter for throughput; None (the default) lets the
+    # batched executor run :meth:`apply_np` per image.
+    apply_torch: ClassVar[Any] = None
 
 
 def finish_like(out: np.ndarray, like: np.ndarray) -> np.ndarray:

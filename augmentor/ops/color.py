@@ -13,22 +13,14 @@ Formulas follow torchvision's ``adjust_*`` functionals (ITU-R 601-2 luma weights
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from augmentor.ops.base import (
-    Canvas,
-    Node,
-    Op,
-    Record,
-    check_number,
-    check_prob,
-    check_range,
-    finish_like,
-    max_value,
-)
+from augmentor._validation import check_number, check_prob, check_range
+from augmentor.ops.base import Node, Op, finish_like, max_value
 from augmentor.registry import register_op
+from augmentor.types import Canvas, Record
 
 LUMA = np.array([0.299, 0.587, 0.114])
 _GRAY3 = np.outer(np.ones(3), LUMA)  # each output channel = the luma of the input
@@ -36,9 +28,16 @@ _EYE3 = np.eye(3)
 
 
 class ColorOp(Op):
-    """An affine colour map. ``mean`` is the per-channel mean of the image it is applied to."""
+    """An affine colour map. ``mean`` is the per-channel mean of the image it is applied to.
+
+    Ops of the *luma family* (maps ``x -> a x + b luma(x) + d`` on RGB, closed under
+    composition) also give ``luma_affine(params, gray_mean) -> (a, b, d)``, which lets the
+    planner compose a run of them in three floats; ``uses_mean`` says the map reads the mean.
+    """
 
     kind = "color"
+    uses_mean: ClassVar[bool] = False
+    luma_affine: ClassVar[Any] = None  # a classmethod on the luma family
 
     @classmethod
     def color_matrix(
@@ -69,6 +68,10 @@ class Brightness(_FactorOp):
     """Multiply by a factor in ``factor`` (``f`` means ``(1 - f, 1 + f)``)."""
 
     @classmethod
+    def luma_affine(cls, params, gray_mean):
+        return params["factor"], 0.0, 0.0
+
+    @classmethod
     def color_matrix(cls, params, mean, vmax):
         c = mean.shape[0]
         return (_EYE3 if c == 3 else np.eye(c)) * params["factor"], np.zeros(c)
@@ -77,6 +80,13 @@ class Brightness(_FactorOp):
 @register_op("contrast")
 class Contrast(_FactorOp):
     """Blend with the mean grey level of the image."""
+
+    uses_mean = True
+
+    @classmethod
+    def luma_affine(cls, params, gray_mean):
+        f = params["factor"]
+        return f, 0.0, (1.0 - f) * gray_mean
 
     @classmethod
     def color_matrix(cls, params, mean, vmax):
@@ -87,6 +97,11 @@ class Contrast(_FactorOp):
 @register_op("saturation")
 class Saturation(_FactorOp):
     """Blend with the grey version of the image (no-op on 1-channel images)."""
+
+    @classmethod
+    def luma_affine(cls, params, gray_mean):
+        f = params["factor"]
+        return f, 1.0 - f, 0.0
 
     @classmethod
     def color_matrix(cls, params, mean, vmax):
@@ -102,6 +117,10 @@ class Grayscale(ColorOp):
 
     def __init__(self, p: float = 0.1) -> None:
         super().__init__(p=p)
+
+    @classmethod
+    def luma_affine(cls, params, gray_mean):
+        return 0.0, 1.0, 0.0
 
     @classmethod
     def color_matrix(cls, params, mean, vmax):

@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from augmentor.ops.base import Canvas, Node, Record, check_number, check_prob
+from augmentor._validation import check_number, check_prob
+from augmentor.ops.base import Node
 from augmentor.registry import register_op
+from augmentor.types import Canvas, Record
 
 
 def _check_ops(name: str, ops: Any) -> list[Node]:

@@ -6,7 +6,7 @@ continuous "corner" convention (pixel ``i`` spans ``[i, i + 1]``, as torchvision
 do). The planner multiplies consecutive matrices and moves the pixels once, which is faster and
 sharper than resampling after every op. Masks, boxes and keypoints follow the same matrix.
 
-Elastic and grid distortion are displacement fields (``kind = "field"``), applied with a remap.
+Elastic and grid distortion, displacement fields, are in :mod:`augmentor.ops.fields`.
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from augmentor.ops.base import (
+from augmentor._validation import (
     INTERPOLATIONS,
-    Op,
-    Size,
     check_choice,
     check_fill,
     check_number,
     check_range,
     check_size,
 )
+from augmentor.ops.base import Op
 from augmentor.registry import register_op
+from augmentor.types import Size
 
 
 def translation(tx: float, ty: float) -> np.ndarray:
@@ -80,7 +80,7 @@ class GeometricOp(Op):
         return True
 
 
-def _interp_fill(op: str, interpolation: str, fill: Any) -> tuple[str, Any]:
+def interp_fill(op: str, interpolation: str, fill: Any) -> tuple[str, Any]:
     return check_choice(op, "interpolation", interpolation, INTERPOLATIONS), check_fill(op, fill)
 
 
@@ -142,7 +142,7 @@ class Rotate(GeometricOp):
     ) -> None:
         super().__init__(p=p)
         self.degrees = check_range(self.name, "degrees", degrees, lo=-360, hi=360)
-        self.interpolation, self.fill = _interp_fill(self.name, interpolation, fill)
+        self.interpolation, self.fill = interp_fill(self.name, interpolation, fill)
         self.expand = bool(expand)
 
     def make_params(self, rng, canvas):
@@ -211,7 +211,7 @@ class Affine(GeometricOp):
             )
         else:
             self.shear = (*check_range(op, "shear", shear, lo=-89, hi=89), 0.0, 0.0)
-        self.interpolation, self.fill = _interp_fill(op, interpolation, fill)
+        self.interpolation, self.fill = interp_fill(op, interpolation, fill)
 
     def make_params(self, rng, canvas):
         h, w = canvas.size
@@ -265,7 +265,7 @@ class Perspective(GeometricOp):
     ) -> None:
         super().__init__(p=p)
         self.distortion_scale = check_number(self.name, "distortion_scale", distortion_scale, 0, 1)
-        self.interpolation, self.fill = _interp_fill(self.name, interpolation, fill)
+        self.interpolation, self.fill = interp_fill(self.name, interpolation, fill)
 
     def make_params(self, rng, canvas):
         h, w = canvas.size
@@ -504,117 +504,3 @@ class Resize(GeometricOp):
     @classmethod
     def reads_outside(cls, params, size):
         return False
-
-
-# --------------------------------------------------------------------------------------------
-# Displacement fields
-# --------------------------------------------------------------------------------------------
-
-
-class FieldOp(Op):
-    """A non-linear warp given by a dense map from output pixel to input position."""
-
-    kind = "field"
-
-    @classmethod
-    def field(cls, params: dict[str, Any], size: Size) -> tuple[np.ndarray, np.ndarray]:
-        """``(map_x, map_y)`` float32 arrays of the output size, in pixel-centre coordinates."""
-        raise NotImplementedError
-
-
-@register_op("elastic")
-class Elastic(FieldOp):
-    """Elastic deformation: a random displacement field smoothed by a Gaussian of ``sigma`` pixels,
-    with displacements of about ``alpha`` pixels (Simard et al. 2003)."""
-
-    def __init__(
-        self,
-        alpha: float | tuple[float, float] = 30.0,
-        sigma: float = 5.0,
-        p: float = 1.0,
-        interpolation: str = "bilinear",
-        fill: float | list[float] = 0.0,
-    ) -> None:
-        super().__init__(p=p)
-        if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
-            a = check_number(self.name, "alpha", alpha, lo=0.0)
-            self.alpha = (a, a)
-        else:
-            self.alpha = check_range(self.name, "alpha", alpha, lo=0.0)
-        self.sigma = check_number(self.name, "sigma", sigma, lo=0.1)
-        self.interpolation, self.fill = _interp_fill(self.name, interpolation, fill)
-
-    def make_params(self, rng, canvas):
-        return {
-            "alpha": float(rng.uniform(*self.alpha)),
-            "sigma": self.sigma,
-            "seed": int(rng.integers(2**31)),
-            "interpolation": self.interpolation,
-            "fill": self.fill,
-        }
-
-    @classmethod
-    def field(cls, params, size):
-        import cv2
-
-        h, w = size
-        noise = (
-            np.random.default_rng(params["seed"]).uniform(-1, 1, size=(2, h, w)).astype(np.float32)
-        )
-        sigma = params["sigma"]
-        k = int(2 * round(3 * sigma) + 1)
-        dx = cv2.GaussianBlur(noise[0], (k, k), sigma)
-        dy = cv2.GaussianBlur(noise[1], (k, k), sigma)
-        # normalise so that the typical displacement is alpha pixels whatever sigma is
-        scale = params["alpha"] / max(float(np.sqrt((dx**2 + dy**2).mean())), 1e-8)
-        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-        return xs + dx * scale, ys + dy * scale
-
-
-@register_op("grid_distortion")
-class GridDistortion(FieldOp):
-    """Grid distortion: the image is cut into ``num_steps`` x ``num_steps`` cells whose sizes are
-    scaled by factors in ``1 ± distort_limit`` (albumentations' GridDistortion)."""
-
-    def __init__(
-        self,
-        num_steps: int = 5,
-        distort_limit: float = 0.3,
-        p: float = 1.0,
-        interpolation: str = "bilinear",
-        fill: float | list[float] = 0.0,
-    ) -> None:
-        super().__init__(p=p)
-        self.num_steps = int(check_number(self.name, "num_steps", num_steps, lo=1, integer=True))
-        self.distort_limit = check_number(self.name, "distort_limit", distort_limit, 0.0, 0.99)
-        self.interpolation, self.fill = _interp_fill(self.name, interpolation, fill)
-
-    def make_params(self, rng, canvas):
-        d = self.distort_limit
-        n = self.num_steps
-        return {
-            "xsteps": (1 + rng.uniform(-d, d, n + 1)).tolist(),
-            "ysteps": (1 + rng.uniform(-d, d, n + 1)).tolist(),
-            "interpolation": self.interpolation,
-            "fill": self.fill,
-        }
-
-    @classmethod
-    def field(cls, params, size):
-        h, w = size
-
-        def axis(length: int, steps: list[float]) -> np.ndarray:
-            n = len(steps) - 1
-            cell = length / n
-            # output cell boundaries are uniform; input boundaries are stretched by the steps
-            src = np.concatenate([[0.0], np.cumsum(np.asarray(steps[:n]) * cell)])
-            src *= length / src[-1]
-            dst = np.linspace(0.0, length, n + 1)
-            centres = np.arange(length, dtype=np.float64) + 0.5
-            return (np.interp(centres, dst, src) - 0.5).astype(np.float32)
-
-        xs = axis(w, params["xsteps"])
-        ys = axis(h, params["ysteps"])
-        map_x = np.broadcast_to(xs[None, :], (h, w)).copy()
-        map_y = np.broadcast_to(ys[:, None], (h, w)).copy()
-        return map_x, map_y

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from augmentor.ops.base import check_number
+from augmentor._validation import check_number
 
 
 def _one_hot(labels: Any, num_classes: int) -> Any:

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from augmentor.ops.base import Op, check_number, check_range, finish_like, max_value
+from augmentor._validation import check_number, check_range
+from augmentor.ops.base import Op, finish_like, max_value
 from augmentor.registry import register_op
 
 

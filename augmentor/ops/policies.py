@@ -14,8 +14,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from augmentor.ops.base import Canvas, Node, Op, Record, check_fill, check_number, check_prob
+from augmentor._validation import check_fill, check_number, check_prob
+from augmentor.ops.base import Node, Op
 from augmentor.registry import register_op
+from augmentor.types import Canvas, Record
 
 # (name, magnitudes(num_bins, height, width) or None, signed)
 _Space = dict[str, tuple[Any, bool]]
@@ -284,8 +286,11 @@ class TrivialAugmentWide(_Policy):
 @register_op("augmix")
 class AugMix(Op):
     """AugMix (Hendrycks et al. 2020): a Dirichlet-weighted mix of ``mixture_width`` random
-    chains, blended with the original by a Beta weight. Image-only (it is a pixel op: masks,
-    boxes and keypoints are not moved), as in torchvision."""
+    chains, blended with the original by a Beta weight. Image-only (masks, boxes and keypoints
+    are not moved), as in torchvision. Its records hold the chains' records; the executors run
+    them (``kind = "mix"``), so this module samples and never moves pixels."""
+
+    kind = "mix"
 
     def __init__(
         self,
@@ -327,14 +332,3 @@ class AugMix(Op):
                     chain.append(rec)
             chains.append(chain)
         return {"original_weight": float(m[0]), "weights": weights.tolist(), "chains": chains}
-
-    @classmethod
-    def apply_np(cls, image, params):
-        from augmentor.backends.cpu import apply_records
-
-        mix = image.astype(np.float32) * params["original_weight"]
-        for w, chain in zip(params["weights"], params["chains"]):
-            mix += w * apply_records(chain, image).astype(np.float32)
-        if image.dtype == np.uint8:
-            return np.clip(mix, 0, 255).astype(np.uint8)  # torchvision truncates (.to(dtype))
-        return np.clip(mix, 0, 1).astype(np.float32)
