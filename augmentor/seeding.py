@@ -54,6 +54,7 @@ PURPOSES: dict[str, int] = {
     "tune": 17,  # candidate splits and views of `augment tune`
     "audit": 18,  # folds of `augment audit`
     "op-decision": 19,  # reserved: per-op apply/skip decisions
+    "feature-view": 20,  # the augmentation of a cached feature view (by image content)
 }
 
 

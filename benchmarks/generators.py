@@ -28,9 +28,11 @@ from transfer_learning import METHODS
 
 from augmentor.datasets import export_dataset, fashion_mnist_subset
 from augmentor.generators import load_generator
-from augmentor.generators.train import TrainConfig, train_generator, write_grid
-from transfer.data import LabelledImages
-from transfer.finetune import finetune
+from augmentor.generators.callbacks import write_grid
+from augmentor.generators.config import TrainConfig
+from augmentor.generators.fit import train_generator
+from transfer.finetuning import finetune
+from transfer.images import LabelledImages
 from transfer.quality import FeatureSpace, kid_fid_features, memorisation_features
 
 KINDS = {

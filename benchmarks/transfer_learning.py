@@ -34,9 +34,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from augmentor.datasets import fashion_mnist
-from transfer.data import LabelledImages
+from transfer.config import FinetuneConfig
 from transfer.evaluate import mean_interval
-from transfer.finetune import FinetuneConfig, finetune
+from transfer.finetuning import finetune
+from transfer.images import LabelledImages
 
 METHODS = {
     "(a) small CNN, from scratch": FinetuneConfig(
@@ -136,12 +137,12 @@ def run_cache(args: argparse.Namespace) -> dict:
     """Head training, 20 epochs: cached features vs recomputing them every epoch."""
     from transfer.backbones import create_backbone
     from transfer.features import FeatureCache, extract_features
-    from transfer.preprocess import Preprocess
+    from transfer.preprocess import PreprocessModule
 
     data, tr, te = few_shot_data(50, 0)
     train, test = data.subset(tr), data.subset(te[:2000])
     bb = create_backbone("efficientnet_lite0")
-    pre = Preprocess(bb.preprocessing.scaled(args.image_size))
+    pre = PreprocessModule(bb.preprocessing.scaled(args.image_size))
     y = torch.from_numpy(train.labels)
     f_test = extract_features(bb, pre, test.images)
 

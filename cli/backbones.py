@@ -8,9 +8,9 @@ import click
 @click.command()
 def backbones() -> None:
     """List the registered backbones (timm/<model> and torchvision/<model> also work)."""
-    from transfer.backbones import list_backbones
+    from transfer.backbones import BACKBONES
 
-    for name, about in list_backbones().items():
-        click.echo(f"{name:20s} {about}")
+    for name in BACKBONES.list():
+        click.echo(f"{name:20s} {BACKBONES.describe(name)}")
     click.echo("timm/<model>         any timm model (weights: --weights, cache or download)")
     click.echo("torchvision/<model>  any torchvision model (likewise)")

@@ -58,7 +58,7 @@ def compare(
 
     Rerunning the same command reuses the finished runs in DIR.
     """
-    from cli.main import fail
+    from cli.errors import fail
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
@@ -78,7 +78,7 @@ def compare(
             raise click.UsageError("give the classic augmentation to test: --preset or --pipeline")
         if config.synthetic:
             configs["real + classic + synthetic"] = config
-        from transfer.compare import compare as run_compare
+        from transfer.comparison import compare as run_compare
 
         def on_run(name: str, split: int, scores: dict[str, float]) -> None:
             click.echo(f"split {split}: {name}: accuracy {scores['accuracy']:.4f}", err=True)

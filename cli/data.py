@@ -36,7 +36,7 @@ def list_datasets() -> None:
 def export(name: str, dst: Path, split: str) -> None:
     """Write dataset NAME as an image folder DST/<class>/*.png."""
     from augmentor.datasets import export_dataset
-    from cli.main import fail
+    from cli.errors import fail
 
     try:
         n = export_dataset(name, dst, split)

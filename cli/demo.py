@@ -1,6 +1,6 @@
-"""``augment demo``: the main job on the bundled data, end to end, through the library functions
-the individual commands use (``augment preview``, ``train``, ``generate``, ``quality``,
-``compare``).
+"""``augment demo``: the main job on the bundled data, end to end. The study itself is
+:func:`transfer.study.run_study` (callable and tested from Python); this command parses the
+options and prints its lines.
 
 The question it answers: with ``--shots`` real images per class, does classic augmentation help
 a fine-tuned pretrained backbone, and do synthetic images from a generator help on top of it?
@@ -14,44 +14,13 @@ resumes where it stopped.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from cli.options import devices_option
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Sizes of one demo run: the full run and ``--quick`` differ only here."""
-
-    shots: int  # training images per class in each repeat
-    repeats: int
-    image_size: int  # backbone input (the 28 px images are upsampled)
-    probe_epochs: int
-    epochs: int
-    generator_steps: int
-    kid_samples: int
-
-
-FULL = Budget(
-    shots=20, repeats=5, image_size=96, probe_epochs=30, epochs=4, generator_steps=1500,
-    kid_samples=500,
-)  # fmt: skip
-QUICK = Budget(
-    shots=10, repeats=2, image_size=32, probe_epochs=3, epochs=1, generator_steps=40,
-    kid_samples=100,
-)  # fmt: skip
-
-GENERATOR = "vae"  # best classification accuracy score of the three in BENCHMARKS.md (issue 4)
-CONFIGS = ("real only", "real + classic", "real + classic + synthetic")
 
 
 @click.command()
@@ -90,254 +59,20 @@ def demo(
 
     Rerun the same command to resume an interrupted demo.
     """
+    import logging
+
+    from transfer.study import FULL, QUICK, run_study
+
     budget = QUICK if quick else FULL
     budget = replace(
         budget, shots=shots or budget.shots, repeats=repeats or budget.repeats
     )  # fmt: skip
     out = out or Path("runs/demo-quick" if quick else "runs/demo")
-    t0 = time.perf_counter()
+    for name in ("lightning.pytorch", "lightning.fabric"):  # the study's own lines say what happens
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        run_demo(out, budget, seed, devices, t0)
+        result = run_study(out, budget, seed, devices, say=click.echo)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; rerun the same command to resume ({out})", err=True)
         raise SystemExit(130) from None
-    click.echo(f"done in {time.perf_counter() - t0:.0f} s -> {out / 'report.md'}")
-
-
-def run_demo(out: Path, budget: Budget, seed: int, devices: Any, t0: float) -> None:
-    import logging
-
-    from augmentor.datasets import export_dataset
-    from augmentor.jobs import preview_grid
-    from transfer import FinetuneConfig, compare
-    from transfer.data import LabelledImages, load_folder, per_class_draws
-
-    for name in ("lightning.pytorch", "lightning.fabric"):  # our own lines say what happens
-        logging.getLogger(name).setLevel(logging.ERROR)
-    out.mkdir(parents=True, exist_ok=True)
-    data = {}
-    for split in ("train", "test"):
-        data[split] = _write_once(
-            out / "data" / split,
-            lambda folder, split=split: export_dataset("fashion-mnist-subset", folder, split),
-        )
-    train = load_folder(data["train"])
-    test = load_folder(data["test"], train.classes)
-    click.echo(
-        f"data: the bundled Fashion-MNIST subset, {len(train)} training and {len(test)} test "
-        f"images, {len(train.classes)} classes; each repeat trains on {budget.shots} per class"
-    )
-
-    base = FinetuneConfig(
-        image_size=budget.image_size,
-        probe_epochs=budget.probe_epochs,
-        epochs=budget.epochs,
-        lr=3e-4,  # the rate its 4 short epochs were measured with (BENCHMARKS.md)
-        # no MixUp/CutMix: they pay off over the default's 50 epochs, not over the demo's 4
-        mixup=0.0,
-        cutmix=0.0,
-        crop_pct=None,  # the backbone's own crop, as the demo's figures were measured
-        devices=devices,
-        seed=seed,
-    )
-    classic = base.augmentation()
-    assert classic is not None
-    info = preview_grid(data["train"], classic, out / "preview.png", rows=10, columns=8)
-    click.echo(
-        f"[1/4] preview of the classic augmentation ({base.preset} preset: "
-        f"{', '.join(type(op).__name__ for op in classic.ops)}), "
-        f"{info['rows']} x {info['columns']} -> {out / 'preview.png'}"
-    )
-
-    # The generator of repeat r learns from repeat r's training images only. The draws are
-    # the ones compare() makes (same function, same arguments); the config callback checks it.
-    draws = per_class_draws(train.labels, budget.shots, budget.repeats, seed, train.classes)
-    synthetic: dict[int, tuple[Path, list[str]]] = {}
-    kids = []
-    for r, idx in enumerate(draws):
-        part = train.subset(idx)
-        syn, kid, seconds = _generator_for_repeat(
-            out / "generators" / f"repeat-{r}", part, data["test"], budget, seed + r, devices
-        )
-        synthetic[r] = (syn, part.content_keys())
-        kids.append(kid)
-        click.echo(
-            f"[2/4] repeat {r + 1}/{budget.repeats}: {GENERATOR} on {len(part)} images "
-            f"({seconds:.0f} s), KID vs the test images {kid['kid']:.2f} +- {kid['kid_std']:.2f}"
-        )
-
-    def with_synthetic(r: int, part: LabelledImages) -> FinetuneConfig:
-        folder, keys = synthetic[r]
-        if part.content_keys() != keys:
-            raise RuntimeError(f"repeat {r}: the training draw differs from the generator's")
-        return replace(base, synthetic=str(folder))
-
-    configs = {
-        CONFIGS[0]: replace(base, preset=None),
-        CONFIGS[1]: base,
-        CONFIGS[2]: with_synthetic,
-    }
-    started = time.perf_counter()
-    total = len(configs) * budget.repeats
-    done = [0]
-
-    def on_run(name: str, r: int, scores: dict[str, float]) -> None:
-        done[0] += 1
-        click.echo(
-            f"[3/4] {done[0]}/{total} {name}, repeat {r + 1}: test accuracy "
-            f"{scores['accuracy'] * 100:.1f}% ({time.perf_counter() - started:.0f} s so far)"
-        )
-
-    result = compare(
-        train,
-        configs,
-        out / "compare",
-        repeats=budget.repeats,
-        seed=seed,
-        on_run=on_run,
-        test=test,
-        train_per_class=budget.shots,
-    )
-    click.echo("[4/4] test accuracy on the 1,000 bundled test images:\n")
-    click.echo(result.table())
-    _write_report(out, budget, base, result, kids, time.perf_counter() - t0)
-
-
-def _write_once(folder: Path, write: Callable[[Path], int]) -> Path:
-    """``write(folder)`` unless an earlier run finished it (a ``.complete`` stamp says so)."""
-    stamp = folder / ".complete"
-    if not stamp.exists():
-        n = write(folder)
-        stamp.write_text(f"{n}\n")
-    return folder
-
-
-def _generator_for_repeat(
-    out: Path, part: Any, test: Path, budget: Budget, seed: int, devices: Any
-) -> tuple[Path, dict[str, Any], float]:
-    """Train (or reuse) the repeat's generator, sample its synthetic folder, measure its KID."""
-    from augmentor.generators.sample import sample_folder
-    from augmentor.generators.train import TrainConfig, train_generator, write_grid
-    from transfer.data import save_folder
-    from transfer.quality import evaluate_generator
-
-    config = TrainConfig(
-        GENERATOR, steps=budget.generator_steps, steps_per_epoch=min(500, budget.generator_steps),
-        seed=seed, devices=devices,
-    )  # fmt: skip
-    # a directory left by other settings (another --shots, --seed or budget) starts over
-    key = hashlib.sha256(
-        json.dumps([part.content_keys(), asdict(config), budget.kid_samples]).encode()
-    ).hexdigest()
-    stamp = out / "demo-key.txt"
-    if out.exists() and (not stamp.is_file() or stamp.read_text() != key):
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(key)
-    real = _write_once(out / "real", lambda folder: save_folder(part, folder))
-    seconds = 0.0
-    done = out / "train.json"
-    if not (done.is_file() and json.loads(done.read_text())["steps"] >= budget.generator_steps):
-        last = out / "checkpoints" / "last.ckpt"
-        result = train_generator(real, out, config, resume=last.is_file(), progress=False)
-        seconds = result.seconds
-    from augmentor.generators import load_generator
-
-    if not (out / "samples.png").is_file():  # written once the generator is final
-        gen = load_generator(out / "generator")
-        write_grid(out / "samples.png", gen, gen.num_classes, per_class=8, seed=0)
-    syn = out / "synthetic"
-    sample_folder(out / "generator", syn, per_class=budget.shots, seed=seed)
-    quality = out / "quality" / "quality.json"
-    if quality.is_file():
-        kid = json.loads(quality.read_text())
-    else:
-        kid = evaluate_generator(out / "generator", test, quality.parent, n=budget.kid_samples)
-    return syn, kid, seconds
-
-
-def _write_report(
-    out: Path,
-    budget: Budget,
-    base: Any,
-    result: Any,
-    kids: list[dict[str, Any]],
-    seconds: float,
-) -> None:
-    import numpy as np
-    import torch
-
-    from augmentor.io import atomic_write_text
-    from augmentor.training import versions
-    from transfer.compare import run_dir_name
-    from transfer.evaluate import VERSIONS
-
-    device = (
-        torch.cuda.get_device_name(0)
-        if torch.cuda.is_available()
-        else f"CPU ({torch.get_num_threads()} threads)"
-    )
-    best = max(result.names, key=lambda n: result.summary[n]["accuracy"].mean)
-    slug = run_dir_name(best)
-    kid_mean = float(np.mean([k["kid"] for k in kids]))
-    kid_rows = "\n".join(
-        f"| {r + 1} | {k['kid']:.2f} ± {k['kid_std']:.2f} | {k['fid']:.1f} | "
-        f"{k['near_duplicate_rate'] * 100:.1f}% |"
-        for r, k in enumerate(kids)
-    )
-    lines = [
-        "# Did the augmentation help?",
-        "",
-        f"Bundled Fashion-MNIST subset, {budget.shots} real training images per class in each of "
-        f"{budget.repeats} repeats (a new draw from the 1,000 training images each time), every "
-        "run tested on the same 1,000 bundled test images.",
-        "",
-        "## Fine-tuning: test accuracy",
-        "",
-        f"{base.backbone} (ImageNet weights), {base.strategy}: {base.probe_epochs} probe epochs "
-        f"on cached features, then {base.epochs} epochs of the whole network at "
-        f"{base.image_size} px. Classic augmentation: the `{base.preset}` preset. Synthetic: "
-        f"{budget.shots} images per class from the repeat's own {GENERATOR}, mixed in at "
-        f"{base.synthetic_ratio} synthetic per real image per epoch.",
-        "",
-        result.table(),
-        "",
-        f"Per-run reports (metrics, per-class table, confusion matrix, curves): "
-        f"`compare/<configuration>/split-<r>/report/`. The configuration with the highest mean "
-        f"accuracy here, {best}, on the first repeat:",
-        "",
-        f"![confusion matrix, {best}, first split](compare/{slug}/split-0/report/confusion.png)",
-        "",
-        "## Classic augmentation",
-        "",
-        "![preview: originals on the left, augmented versions to the right](preview.png)",
-        "",
-        f"## Generator: class-conditional {GENERATOR}, {budget.generator_steps} steps per repeat",
-        "",
-        f"KID and FID of {budget.kid_samples // 10} samples per class against the 1,000 test "
-        "images, in the feature space of EfficientNet-Lite0 at 64 px (not comparable with "
-        "Inception-based values); near-duplicates: samples closer to a training image than "
-        "the 1% closest training pairs.",
-        "",
-        "| repeat | KID ± std | FID | near-duplicates |",
-        "|---|---|---|---|",
-        kid_rows,
-        "",
-        f"Mean KID over the repeats: {kid_mean:.2f}.",
-        "",
-        "![generator samples of the first repeat, one row per class](generators/repeat-0/"
-        "samples.png)",
-        "",
-        "## Run",
-        "",
-        f"{seconds:.0f} s of wall time for this invocation (steps finished by an earlier "
-        f"invocation are reused, not timed) on {device}.",
-        "",
-        "## Versions",
-        "",
-        "```json",
-        json.dumps(versions((*VERSIONS, "diffusers")), indent=2),
-        "```",
-        "",
-    ]
-    atomic_write_text(out / "report.md", "\n".join(lines))
+    click.echo(f"done in {result.seconds:.0f} s -> {result.report}")

@@ -23,18 +23,18 @@ def evaluate(run: Path, data: Path, out: Path | None) -> int:
     per_class.csv, confusion.png, config.json and report.md. Exit code 3: some images were
     unreadable (listed).
     """
-    from cli.main import EXIT_SKIPPED, fail
-    from transfer.data import load_folder
+    from cli.errors import EXIT_SKIPPED, fail
     from transfer.evaluate import evaluate_model, write_report
     from transfer.export import load_run
-    from transfer.preprocess import Preprocess
+    from transfer.images import load_folder
+    from transfer.preprocess import PreprocessModule
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
     try:
         model, classes, pre, cfg = load_run(run)
         images = load_folder(data, classes=classes)
-        metrics = evaluate_model(model, Preprocess(pre), images)
+        metrics = evaluate_model(model, PreprocessModule(pre), images)
     except ValueError as e:
         fail(str(e))
     dst = out or run / f"eval-{data.resolve().name}"

@@ -9,8 +9,9 @@ from typing import Any
 import click
 
 from cli.options import CropPct, devices_option, preset_choice
+from transfer.config import AUTO_EPOCHS, AUTO_MIN_STEPS, BALANCE, STRATEGIES, FinetuneConfig
 
-STRATEGIES = ["linear", "lp-ft", "gradual", "full"]  # transfer.finetune.STRATEGIES (test-checked)
+D = FinetuneConfig.default  # every default below is the library's own
 
 
 def finetune_options(f: Any) -> Any:
@@ -18,7 +19,7 @@ def finetune_options(f: Any) -> Any:
     options = [
         click.option(
             "--backbone",
-            default="efficientnet_lite0",
+            default=D("backbone"),
             show_default=True,
             help="A registered name, timm/<model> or torchvision/<model>.",
         ),
@@ -30,7 +31,7 @@ def finetune_options(f: Any) -> Any:
         ),
         click.option("--no-pretrained", is_flag=True, help="Random init instead of pretrained."),
         click.option(
-            "--strategy", type=click.Choice(STRATEGIES), default="lp-ft", show_default=True
+            "--strategy", type=click.Choice(STRATEGIES), default=D("strategy"), show_default=True
         ),
         click.option(
             "--image-size",
@@ -41,71 +42,73 @@ def finetune_options(f: Any) -> Any:
         click.option(
             "--crop-pct",
             type=CropPct(),
-            default=1.0,
+            default=D("crop_pct"),
             help="Share of the short side the centre crop keeps (timm's crop_pct; 1.0 keeps "
             "it all), or 'backbone' for the backbone's own crop (the Lite family's ImageNet "
-            "0.875) [default: 1.0].",
+            f"0.875) [default: {D('crop_pct')}].",
         ),
         click.option(
             "--epochs",
             type=click.IntRange(min=1),
-            default=None,
-            help="Fine-tuning epochs [default: 50, more on a training set so small that 50 "
-            "epochs make fewer than 180 optimizer steps].",
+            default=D("epochs"),
+            help=f"Fine-tuning epochs [default: {AUTO_EPOCHS}, more on a training set so small "
+            f"that {AUTO_EPOCHS} epochs make fewer than {AUTO_MIN_STEPS} optimizer steps].",
         ),
         click.option(
             "--probe-epochs",
             type=click.IntRange(min=1),
-            default=30,
+            default=D("probe_epochs"),
             show_default=True,
             help="Head epochs on cached features (linear, lp-ft).",
         ),
         click.option(
             "--feature-views",
             type=click.IntRange(min=1),
-            default=1,
+            default=D("feature_views"),
             show_default=True,
             help="Augmented views per image in the feature cache (linear, lp-ft).",
         ),
-        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+        click.option(
+            "--batch-size", type=click.IntRange(min=1), default=D("batch_size"), show_default=True
+        ),
         click.option(
             "--lr",
             type=click.FloatRange(min=0, min_open=True),
-            default=1e-3,
+            default=D("lr"),
             show_default=True,
             help="Top backbone learning rate.",
         ),
         click.option(
             "--head-lr",
             type=click.FloatRange(min=0, min_open=True),
-            default=3e-3,
+            default=D("head_lr"),
             show_default=True,
         ),
         click.option(
             "--mixup",
             type=click.FloatRange(min=0),
-            default=0.2,
+            default=D("mixup"),
             show_default=True,
             help="MixUp alpha for fine-tuning batches (0: off).",
         ),
         click.option(
             "--cutmix",
             type=click.FloatRange(min=0),
-            default=1.0,
+            default=D("cutmix"),
             show_default=True,
             help="CutMix alpha (0: off); with --mixup too, each batch gets one of them.",
         ),
         click.option(
             "--balance",
-            type=click.Choice(["none", "loss", "sampler"]),
-            default="none",
+            type=click.Choice(BALANCE),
+            default=D("balance"),
             show_default=True,
             help="Class imbalance: weighted loss or balanced sampler.",
         ),
         click.option(
             "--val-fraction",
             type=click.FloatRange(0, 1, max_open=True),
-            default=None,
+            default=D("val_fraction"),
             help="Share of each class held out for validation [default: 0.2 when every class "
             "has >= 100 images, else 0: no validation, fixed epochs, last weights].",
         ),
@@ -117,24 +120,26 @@ def finetune_options(f: Any) -> Any:
         click.option(
             "--patience",
             type=click.IntRange(min=0),
-            default=5,
+            default=D("patience"),
             show_default=True,
             help="Early-stopping patience (0: off).",
         ),
-        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
+        click.option("--seed", type=click.IntRange(min=0), default=D("seed"), show_default=True),
         devices_option,
-        click.option("--num-nodes", type=click.IntRange(min=1), default=1, show_default=True),
+        click.option(
+            "--num-nodes", type=click.IntRange(min=1), default=D("num_nodes"), show_default=True
+        ),
         click.option(
             "--workers",
             type=click.IntRange(min=0),
-            default=0,
+            default=D("num_workers"),
             show_default=True,
             help="DataLoader workers.",
         ),
         click.option(
             "--synthetic-ratio",
             type=click.FloatRange(min=0),
-            default=0.5,
+            default=D("synthetic_ratio"),
             show_default=True,
             help="Synthetic images per real image per epoch.",
         ),
@@ -153,7 +158,7 @@ def finetune_options(f: Any) -> Any:
         click.option(
             "--preset",
             type=preset_choice(["none"]),
-            default="light",
+            default=D("preset"),
             show_default=True,
             help="Classic augmentation of training images.",
         ),
@@ -166,7 +171,6 @@ def finetune_options(f: Any) -> Any:
 def build_config(**kw: Any) -> Any:
     """A FinetuneConfig from the options, or a click error naming the option."""
     from augmentor import Pipeline
-    from transfer.finetune import FinetuneConfig
 
     pipeline = None
     if kw.get("pipeline_file") is not None:
@@ -232,13 +236,13 @@ def finetune(
     matrix, learning curves, config and versions). Exit code 3: finished, but some images were
     unreadable (listed).
     """
-    from cli.main import EXIT_SKIPPED, fail
+    from cli.errors import EXIT_SKIPPED, fail
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
     try:
         config = build_config(**kw)
-        from transfer.finetune import finetune as run_finetune
+        from transfer.finetuning import finetune as run_finetune
 
         result = run_finetune(
             data, out, config, resume=resume, export=not no_export, overwrite=overwrite

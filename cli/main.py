@@ -3,7 +3,7 @@
 Subcommands are imported only when invoked (click's lazy-loading pattern), and nothing here
 imports torch, so ``augment --help`` is instant. Errors are one line: ``Error: ...`` with exit
 code 2 for bad usage or input, 1 for a failure at run time, 3 for a run that finished but
-skipped unreadable inputs, 130 when interrupted.
+skipped unreadable inputs, 130 when interrupted (:mod:`cli.errors`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import sys
 
 import click
 
-EXIT_SKIPPED = 3
-EXIT_INTERRUPTED = 130
+from cli.errors import EXIT_INTERRUPTED
 
 COMMANDS = {
     "generate": ("cli.generate", "generate", "Write augmented copies of an image folder."),
+    "sample": ("cli.sample", "sample", "Write synthetic images from a saved generator."),
     "preview": ("cli.preview", "preview", "Write a PNG grid of originals beside augmented ones."),
     "data": ("cli.data", "data", "Export the bundled and offline datasets as image folders."),
     "ops": ("cli.ops", "ops", "List the augmentation ops, containers, policies and presets."),
@@ -59,12 +59,6 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # Lightning logs its device banner at INFO through its own handler; -v shows it.
     logging.getLogger("lightning.pytorch").setLevel(level)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error and exit."""
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,13 +51,15 @@ def _parse_devices(ctx: click.Context, param: click.Parameter, value: str) -> An
 
 
 class CropPct(click.FloatRange):
-    """``--crop-pct``: a share of the short side in (0.5, 1] (click's own range check), or
-    ``backbone`` (None) for the backbone's own crop."""
+    """``--crop-pct``: a share of the short side in ``transfer.config.CROP_PCT`` (click's own
+    range check), or ``backbone`` (None) for the backbone's own crop."""
 
     name = "float"
 
     def __init__(self) -> None:
-        super().__init__(0.5, 1.0, min_open=True)
+        from transfer.config import CROP_PCT
+
+        super().__init__(*CROP_PCT, min_open=True)
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and value.strip().lower() == "backbone":

@@ -19,7 +19,7 @@ def predict(run: Path, images: tuple[Path, ...], top_k: int, as_json: bool) -> i
     Exit code 3: some images were unreadable (reported, the others classified).
     """
     from augmentor.io import ImageReadError, load_image
-    from cli.main import EXIT_SKIPPED, fail
+    from cli.errors import EXIT_SKIPPED, fail
     from transfer.export import Predictor
 
     try:

@@ -45,12 +45,12 @@ def preview(
 ) -> None:
     """Write a grid of originals (left column) beside augmented versions, to look at a
     pipeline before generating thousands of images."""
-    from cli.main import fail
+    from cli.errors import fail
 
     if not src.exists():
         raise click.BadParameter(f"{str(src)!r} does not exist", param_hint="'SRC'")
     pipe = resolve_pipeline(preset, pipeline_file, seed)
-    from augmentor.jobs import preview_grid
+    from augmentor.folders import preview_grid
 
     try:
         info = preview_grid(src, pipe, output, rows=rows, columns=columns)

@@ -23,7 +23,7 @@ def quality(generator_dir: Path, data: Path, out: Path | None, samples: int, see
     in the offline EfficientNet-Lite0 feature space. Writes quality.json and neighbours.png
     (samples above their nearest real images, closest pairs first)."""
     from augmentor.generators.common import GeneratorError
-    from cli.main import fail
+    from cli.errors import fail
     from transfer.quality import evaluate_generator
 
     dst = out or generator_dir.resolve().parent / "quality"

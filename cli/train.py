@@ -7,9 +7,10 @@ from typing import Any
 
 import click
 
+from augmentor.generators.config import KINDS, MAX_IMAGE_SIZE, TrainConfig
 from cli.options import devices_option
 
-KINDS = ["diffusion", "gan", "vae"]  # augmentor.generators.list_generators() (test-checked)
+D = TrainConfig.default  # every default below is the library's own
 
 
 @click.command()
@@ -30,17 +31,17 @@ KINDS = ["diffusion", "gan", "vae"]  # augmentor.generators.list_generators() (t
 )
 @click.option(
     "--image-size",
-    type=click.IntRange(min=16),
-    default=None,
+    type=click.IntRange(16, MAX_IMAGE_SIZE),
+    default=D("image_size"),
     help="Training image side (divisible by 4) [default: from the data].",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option("--base-channels", type=click.IntRange(min=4), default=None)
+@click.option("--base-channels", type=click.IntRange(4, 1024), default=None)
 @click.option(
     "--steps-per-epoch",
     type=click.IntRange(min=1),
-    default=100,
+    default=D("steps_per_epoch"),
     show_default=True,
     help="Steps between checkpoints, sample grids and KID checks.",
 )
@@ -49,7 +50,11 @@ KINDS = ["diffusion", "gan", "vae"]  # augmentor.generators.list_generators() (t
     "--no-class-bn", is_flag=True, help="GAN: plain BatchNorm instead of class-conditional."
 )
 @click.option(
-    "--beta", type=click.FloatRange(min=0), default=1.0, show_default=True, help="VAE: KL weight."
+    "--beta",
+    type=click.FloatRange(min=0),
+    default=D("beta"),
+    show_default=True,
+    help="VAE: KL weight.",
 )
 @click.option(
     "--track-kid/--no-track-kid",
@@ -57,7 +62,7 @@ KINDS = ["diffusion", "gan", "vae"]  # augmentor.generators.list_generators() (t
     show_default=True,
     help="KID against the training images each epoch; keep the best in DIR/best.",
 )
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=D("seed"), show_default=True)
 @devices_option
 @click.option("--resume", is_flag=True, help="Continue from DIR/checkpoints/last.ckpt.")
 @click.option("--dry-run", is_flag=True, help="Print the chosen settings and a time estimate.")
@@ -65,22 +70,16 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
     """Train a class-conditional generator on the image folder DATA.
 
     DIR gets generator/ (load it with augmentor.generators.load_generator, or sample it with
-    `augment generate DIR/generator DST --per-class N`), best/ (lowest KID), samples/ (a grid
+    `augment sample DIR/generator DST --per-class N`), best/ (lowest KID), samples/ (a grid
     per epoch), loss.png, logs/ and checkpoints/.
     """
-    from cli.main import fail
+    from cli.errors import fail
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
-    from augmentor.generators.common import GeneratorError
-    from augmentor.generators.train import (
-        DivergenceError,
-        TrainConfig,
-        estimate_seconds,
-        load_training_data,
-        resolve_config,
-        train_generator,
-    )
+    from augmentor.generators.common import DivergenceError, GeneratorError
+    from augmentor.generators.data import load_training_data
+    from augmentor.generators.fit import estimate_seconds, resolve_config, train_generator
 
     try:
         config = TrainConfig(

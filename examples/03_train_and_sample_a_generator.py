@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from augmentor.datasets import export_dataset
-from augmentor.generators.train import TrainConfig, train_generator
+from augmentor.generators.config import TrainConfig
+from augmentor.generators.fit import train_generator
 
 
 def main() -> None:

@@ -5,16 +5,11 @@ import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from transfer.backbones import (
-    BackboneError,
-    Preprocessing,
-    create_backbone,
-    efficientnet_lite_state_dict,
-    list_backbones,
-    load_state_dict_file,
-)
-from transfer.finetune import Classifier
-from transfer.preprocess import Preprocess, to_chw_uint8
+from transfer.backbones import BackboneError, create_backbone, list_backbones
+from transfer.backbones.lite import efficientnet_lite_state_dict
+from transfer.backbones.weights import load_state_dict_file
+from transfer.classifier import Classifier
+from transfer.preprocess import Preprocessing, PreprocessModule, to_chw_uint8
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +19,11 @@ def lite0():
 
 def imagenet_logits(backbone, image: np.ndarray) -> torch.Tensor:
     """Features through our loading path, then the wheel's own ImageNet classifier."""
-    from transfer.backbones import _lite_wheel_file
+    from transfer.backbones.lite import lite_wheel_file as _lite_wheel_file
 
     raw = load_state_dict_file(_lite_wheel_file(0))
     state = efficientnet_lite_state_dict(raw, [len(s) for s in backbone.body.blocks])
-    pre = Preprocess(backbone.preprocessing)
+    pre = PreprocessModule(backbone.preprocessing)
     with torch.no_grad():
         feats = backbone(pre(to_chw_uint8(image)[None]))
     return feats @ state["classifier.weight"].T + state["classifier.bias"]
@@ -47,7 +42,7 @@ def test_lite0_recognises_real_photos(lite0):
 def test_lite0_mapping_loads_strictly_including_the_classifier():
     import timm
 
-    from transfer.backbones import _lite_wheel_file
+    from transfer.backbones.lite import lite_wheel_file as _lite_wheel_file
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     raw = load_state_dict_file(_lite_wheel_file(0))
@@ -143,7 +138,7 @@ def test_bn_stats_frozen_keeps_all_batchnorm_in_eval_while_training():
 
 @pytest.mark.parametrize("shape", [(1, 1, 28, 28), (2, 3, 60, 40), (1, 4, 31, 97)])
 def test_preprocess_any_size_and_channels(shape):
-    pre = Preprocess(Preprocessing(32, 36, (0.5,) * 3, (0.25,) * 3, "bicubic"))
+    pre = PreprocessModule(Preprocessing(32, 36, (0.5,) * 3, (0.25,) * 3, "bicubic"))
     x = torch.randint(0, 256, shape, dtype=torch.uint8)
     y = pre(x)
     assert y.shape == (shape[0], 3, 32, 32)
@@ -156,7 +151,7 @@ def test_preprocess_centre_crop_ratio():
     # the crop keeps the central 448 px, so the white square fills 256/448 of the output
     img = np.zeros((512, 512), np.uint8)
     img[128:384, 128:384] = 255
-    pre = Preprocess(Preprocessing(224, 256, (0.0,) * 3, (1 / 255,) * 3, "nearest"))
+    pre = PreprocessModule(Preprocessing(224, 256, (0.0,) * 3, (1 / 255,) * 3, "nearest"))
     out = pre(to_chw_uint8(img)[None])[0, 0]
     white = (out > 127).float().mean().item()
     assert white == pytest.approx((256 / 448) ** 2, abs=0.01)
@@ -182,7 +177,7 @@ def test_crop_pct_sets_the_resize_and_keeps_the_whole_short_side():
     img = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
     img[..., 0, :] = img[..., -1, :] = img[..., :, 0] = img[..., :, -1] = 255
     unit = dict(mean=(0.0,) * 3, std=(1 / 255,) * 3, interpolation="nearest")
-    kept = Preprocess(Preprocessing(56, 56, **unit))(img)
-    cut = Preprocess(Preprocessing(56, 64, **unit))(img)
+    kept = PreprocessModule(Preprocessing(56, 56, **unit))(img)
+    cut = PreprocessModule(Preprocessing(56, 64, **unit))(img)
     assert kept[0, 0, 0].min() == 255 and kept[0, 0, -1].min() == 255
     assert cut[0, 0, 0].max() == 0 and cut[0, 0, -1].max() == 0

@@ -8,27 +8,20 @@ import pytest
 import torch
 
 from augmentor.datasets import fashion_mnist_subset
-from transfer.compare import compare
-from transfer.data import (
-    DataError,
-    EpochSampler,
-    LabelledImages,
-    TrainImages,
-    load_folder,
-    per_class_draws,
-    repeated_splits,
-    stratified_split,
-)
+from augmentor.seeding import stream
+from transfer.classifier import backbone_groups
+from transfer.comparison import compare
+from transfer.config import FinetuneConfig
+from transfer.data import EpochSampler, TrainImages
+from transfer.errors import DataError, RunError
 from transfer.evaluate import classification_metrics, mean_interval
-from transfer.export import Predictor, RunError, load_run
+from transfer.export import Predictor, load_run
 from transfer.features import FeatureCache
-from transfer.finetune import (
-    FinetuneConfig,
-    _cosine_factor,
-    backbone_groups,
-    finetune,
-)
-from transfer.preprocess import Preprocess
+from transfer.finetuning import finetune
+from transfer.images import LabelledImages, load_folder
+from transfer.module import cosine_factor
+from transfer.preprocess import PreprocessModule
+from transfer.splits import per_class_draws, repeated_splits, stratified_split
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +90,7 @@ def test_saved_model_and_exports_agree(cnn_run, fmnist):
     images = [fmnist.images[0], fmnist.images[40], np.repeat(fmnist.images[70], 3, axis=2)]
     predictor = Predictor(cnn_run.out)
     session = ort.InferenceSession(str(cnn_run.out / "export" / "model.onnx"))
-    preprocess = Preprocess(pre)
+    preprocess = PreprocessModule(pre)
     for img in [*images, np.zeros((45, 33, 3), np.uint8)]:
         x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
         with torch.no_grad():
@@ -148,7 +141,7 @@ def test_feature_cache_keys(fmnist, tmp_path):
 
     torch.manual_seed(0)
     bb = create_backbone("small_cnn", pretrained=False)
-    pre = Preprocess(bb.preprocessing)
+    pre = PreprocessModule(bb.preprocessing)
     data = fmnist.subset(range(6))
     cache = FeatureCache(tmp_path)
     first = cache.features(bb, pre, data)
@@ -207,12 +200,12 @@ def test_gradual_unfreezing_trains_groups_from_the_top(fmnist, tmp_path):
 
 
 def test_schedule_is_zero_until_a_group_unfreezes():
-    assert _cosine_factor(0, 10, 2, 1.0, 5) == 0.0
-    assert _cosine_factor(19, 10, 2, 1.0, 5) == 0.0
-    assert _cosine_factor(20, 10, 2, 1.0, 5) == pytest.approx(0.1)
-    assert _cosine_factor(30, 10, 2, 1.0, 5) == pytest.approx(1.0)
-    assert _cosine_factor(49, 10, 2, 1.0, 5) < 0.05
-    assert _cosine_factor(5, 10, None, 1.0, 5) == 0.0
+    assert cosine_factor(0, 10, 2, 1.0, 5) == 0.0
+    assert cosine_factor(19, 10, 2, 1.0, 5) == 0.0
+    assert cosine_factor(20, 10, 2, 1.0, 5) == pytest.approx(0.1)
+    assert cosine_factor(30, 10, 2, 1.0, 5) == pytest.approx(1.0)
+    assert cosine_factor(49, 10, 2, 1.0, 5) < 0.05
+    assert cosine_factor(5, 10, None, 1.0, 5) == 0.0
 
 
 def test_backbone_groups_rates_and_starts():
@@ -230,7 +223,7 @@ def test_backbone_groups_rates_and_starts():
 def test_synthetic_images_join_training_only(fmnist):
     from transfer.backbones import create_backbone
 
-    pre = Preprocess(create_backbone("small_cnn", pretrained=False).preprocessing)
+    pre = PreprocessModule(create_backbone("small_cnn", pretrained=False).preprocessing)
     real, synth = fmnist.subset(range(0, 120, 2)), fmnist.subset(range(1, 120, 2))
     ds = TrainImages(real, pre, None, synth, synthetic_ratio=0.5, seed=0)
     assert len(ds) == 60 + 30
@@ -321,7 +314,8 @@ def test_config_validation_names_the_field():
 
 def test_mixup_and_cutmix_mix_training_batches(fmnist):
     from transfer.backbones import create_backbone
-    from transfer.finetune import Classifier, ClassifierModule, GroupSpec
+    from transfer.classifier import Classifier, GroupSpec
+    from transfer.module import ClassifierModule
 
     assert FinetuneConfig(mixup=0, cutmix=0).batch_mix(4) == []
     ops = FinetuneConfig().batch_mix(4)  # the default: both
@@ -346,7 +340,7 @@ def test_mixup_and_cutmix_mix_training_batches(fmnist):
         soft = mixed.training_step((x, y), 0)
         again = mixed.training_step((x, y), 0)  # same (seed, step, rank): same draw
         # the mixed loss is the cross-entropy against the soft labels of that draw
-        rng = np.random.default_rng([3, 0, 0])
+        rng = stream(3, "batch-mix", 0, 0)
         xm, ym = ops[int(rng.integers(2))](x, y, rng)
         expected = torch.nn.functional.cross_entropy(net(xm), ym)
     assert soft.item() == pytest.approx(again.item())

@@ -136,32 +136,6 @@ def test_compare_prints_paired_differences_and_resumes(fmnist_folder, tmp_path):
     assert again.stdout == r.stdout  # finished runs are reused, identical table
 
 
-def test_cli_lists_match_the_library():
-    from cli.finetune import STRATEGIES
-    from transfer.finetune import STRATEGIES as LIBRARY
-
-    assert STRATEGIES == list(LIBRARY)
-
-
-def test_cli_defaults_match_the_library():
-    # The CLI repeats FinetuneConfig's defaults as literals (it must not import torch at
-    # --help time); this keeps each literal equal to the library's.
-    from dataclasses import fields
-
-    from cli.finetune import finetune as command
-    from transfer.finetune import AUTO_EPOCHS, AUTO_MIN_STEPS, FinetuneConfig
-
-    library = {f.name: f.default for f in fields(FinetuneConfig)}
-    options = {p.name: p for p in command.params if p.name in library}
-    assert {"mixup", "cutmix", "lr", "head_lr", "probe_epochs", "epochs"} <= set(options)
-    for name, option in options.items():
-        assert option.default == library[name], name
-    epochs_help = options["epochs"].help
-    assert f"default: {AUTO_EPOCHS}, " in epochs_help
-    assert f"so small that {AUTO_EPOCHS} " in epochs_help
-    assert f"fewer than {AUTO_MIN_STEPS} " in epochs_help
-
-
 def test_backbones_command_lists_the_registry():
     r = augment("backbones", check=0)
     assert "efficientnet_lite0" in r.stdout and "small_cnn" in r.stdout

@@ -1,254 +1,26 @@
-"""Labelled images in memory, stratified splits, and the training set that mixes real,
-classic-augmented and synthetic images.
+"""The training set that mixes real, classic-augmented and synthetic images, indexed by
+``(epoch, index)``, its sampler, and the Lightning data module that feeds fine-tuning.
 
-Small datasets fit in memory, so images are decoded once (corrupt files skipped and reported)
-and every epoch only augments and preprocesses. Synthetic images enter the training set only:
-the split functions never see them.
+Synthetic images enter the training set only: the split functions never see them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from augmentor.io import ImageReadError, load_image, scan_image_folder
-from augmentor.pipeline import Pipeline, rng_for
-from transfer.preprocess import Preprocess, to_chw_uint8
+from augmentor.pipeline import Pipeline
+from augmentor.seeding import stream
+from transfer.errors import DataError
+from transfer.images import LabelledImages
+from transfer.preprocess import PreprocessModule, to_chw_uint8
 
-log = logging.getLogger(__name__)
-
-__all__ = [
-    "DataError",
-    "EpochSampler",
-    "LabelledImages",
-    "TrainImages",
-    "check_repeats",
-    "load_folder",
-    "per_class_draws",
-    "repeated_splits",
-    "save_folder",
-    "stratified_split",
-]
-
-
-class DataError(ValueError):
-    """A dataset that cannot be used as asked; the message names the folder, class and count."""
-
-
-@dataclass
-class LabelledImages:
-    """Decoded HWC uint8 images with integer labels and the class names they index."""
-
-    images: list[np.ndarray]
-    labels: np.ndarray
-    classes: list[str]
-    sources: list[str]
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    _keys: list[str] | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        self.labels = np.asarray(self.labels, dtype=np.int64)
-        if len(self.images) != len(self.labels) or len(self.sources) != len(self.labels):
-            raise DataError("images, labels and sources must have the same length")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, index: Sequence[int] | np.ndarray) -> LabelledImages:
-        index = [int(i) for i in index]
-        keys = [self.content_keys()[i] for i in index] if self._keys is not None else None
-        return LabelledImages(
-            [self.images[i] for i in index],
-            self.labels[index],
-            list(self.classes),
-            [self.sources[i] for i in index],
-            [],
-            keys,
-        )
-
-    def counts(self) -> dict[str, int]:
-        c = np.bincount(self.labels, minlength=len(self.classes))
-        return {name: int(n) for name, n in zip(self.classes, c)}
-
-    def content_keys(self) -> list[str]:
-        """A hash of each image's pixels and shape: the feature cache's key for the image."""
-        if self._keys is None:
-            self._keys = [
-                hashlib.blake2b(str(img.shape).encode() + img.tobytes(), digest_size=16).hexdigest()
-                for img in self.images
-            ]
-        return self._keys
-
-    def join(self, other: LabelledImages) -> LabelledImages:
-        """This set followed by ``other`` (same class names, in the same order)."""
-        if list(other.classes) != list(self.classes):
-            raise DataError(
-                f"cannot join image sets with different classes: {self.classes} and {other.classes}"
-            )
-        keys = (
-            self.content_keys() + other.content_keys()
-            if self._keys is not None and other._keys is not None
-            else None
-        )
-        return LabelledImages(
-            self.images + other.images,
-            np.concatenate([self.labels, other.labels]),
-            list(self.classes),
-            self.sources + other.sources,
-            self.skipped + other.skipped,
-            keys,
-        )
-
-    @classmethod
-    def from_arrays(
-        cls, images: np.ndarray, labels: np.ndarray, classes: Sequence[str], name: str = "array"
-    ) -> LabelledImages:
-        imgs = [np.ascontiguousarray(im if im.ndim == 3 else im[:, :, None]) for im in images]
-        return cls(imgs, labels, list(classes), [f"{name}[{i}]" for i in range(len(imgs))])
-
-
-def load_folder(root: str | Path, classes: Sequence[str] | None = None) -> LabelledImages:
-    """Decode an ImageFolder-layout directory; corrupt files are skipped and listed in ``skipped``.
-
-    Args:
-        root: ``root/<class>/<image>``.
-        classes: the class order to use (for example a trained model's); a folder class not in
-            it is an error. Default: the folder's classes, sorted.
-    """
-    try:
-        folder = scan_image_folder(root)
-    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
-        raise DataError(str(e)) from None
-    names = list(classes) if classes is not None else list(folder.classes)
-    unknown = sorted(set(folder.classes) - set(names))
-    if unknown:
-        raise DataError(
-            f"{str(root)!r} has classes the model does not know: {', '.join(unknown)} "
-            f"(known: {', '.join(names)})"
-        )
-    index = {n: i for i, n in enumerate(names)}
-    images, labels, sources, skipped = [], [], [], []
-    for item in folder.items:
-        try:
-            img = load_image(item.path)
-        except ImageReadError as e:
-            skipped.append((str(item.path), str(e)))
-            continue
-        images.append(img if img.ndim == 3 else img[:, :, None])
-        labels.append(index[item.class_name])
-        sources.append(str(item.path))
-    for path, why in skipped:
-        log.warning("skipped %s: %s", path, why)
-    if not images:
-        raise DataError(f"{str(root)!r}: no readable images ({len(skipped)} skipped)")
-    return LabelledImages(images, np.asarray(labels), names, sources, skipped)
-
-
-def check_classes(labels: np.ndarray, classes: Sequence[str], need: int, why: str) -> None:
-    """Raise unless 2+ classes have images and each has at least ``need``."""
-    counts = np.bincount(labels, minlength=len(classes))
-    present = int((counts > 0).sum())
-    if present < 2:
-        raise DataError(f"need at least 2 classes with images, found {present}")
-    low = [(classes[c], int(n)) for c, n in enumerate(counts) if 0 < n < need]
-    if low:
-        listing = ", ".join(f"{name!r} has {n}" for name, n in low)
-        raise DataError(f"each class needs at least {need} images {why}; {listing}")
-
-
-def stratified_split(
-    labels: np.ndarray,
-    fraction: float,
-    seed: int,
-    classes: Sequence[str] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into (kept, held-out) with ``fraction`` of each class held out.
-
-    Every class keeps at least one image on each side; a class that cannot is an error naming
-    it. Written by hand (a few lines) rather than adding scikit-learn as a dependency.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise DataError(f"split fraction must be in (0, 1), got {fraction}")
-    labels = np.asarray(labels)
-    classes = classes or [str(c) for c in range(int(labels.max()) + 1)]
-    check_classes(labels, classes, 2, f"to hold out {fraction:.0%} of each class")
-    rng = np.random.default_rng([seed, 0x5B117])
-    kept, held = [], []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[rng.permutation(len(idx))]
-        n_held = min(max(1, round(fraction * len(idx))), len(idx) - 1)
-        held.append(idx[:n_held])
-        kept.append(idx[n_held:])
-    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
-
-
-def check_repeats(repeats: int) -> None:
-    """Raise unless there are enough repeats for a confidence interval."""
-    if repeats < 2:
-        raise DataError(f"repeats must be >= 2 for a confidence interval, got {repeats}")
-
-
-def repeated_splits(
-    labels: np.ndarray,
-    repeats: int,
-    test_fraction: float,
-    seed: int,
-    classes: Sequence[str] | None = None,
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``repeats`` independent stratified (train, test) splits, the same for every config."""
-    check_repeats(repeats)
-    return [
-        stratified_split(labels, test_fraction, seed * 1000 + r, classes) for r in range(repeats)
-    ]
-
-
-def per_class_draws(
-    labels: np.ndarray,
-    per_class: int,
-    repeats: int,
-    seed: int,
-    classes: Sequence[str] | None = None,
-) -> list[np.ndarray]:
-    """``repeats`` stratified draws of ``per_class`` indices per class (sorted, no repeats
-    within a draw): the training sets of a few-shot comparison against a fixed test set."""
-    check_repeats(repeats)
-    if per_class < 1:
-        raise DataError(f"per_class must be >= 1, got {per_class}")
-    labels = np.asarray(labels)
-    classes = classes or [str(c) for c in range(int(labels.max()) + 1)]
-    check_classes(labels, classes, per_class, f"to draw {per_class} per class")
-    draws = []
-    for r in range(repeats):
-        rng = np.random.default_rng([seed, r, 0xD8A3])
-        picked = [
-            rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
-            for c in np.unique(labels)
-        ]
-        draws.append(np.sort(np.concatenate(picked)))
-    return draws
-
-
-def save_folder(data: LabelledImages, root: str | Path) -> int:
-    """Write ``data`` as an ImageFolder (``root/<class>/<name>.png``, atomic writes); returns
-    the number of images written. Names come from the sources, made unique per class."""
-    from augmentor.io import safe_name, write_image_folder
-
-    names, used = [], set()
-    for i, (label, src) in enumerate(zip(data.labels, data.sources)):
-        stem = safe_name(Path(src).stem)
-        if (int(label), stem) in used:
-            stem = f"{stem}-{i}"
-        used.add((int(label), stem))
-        names.append(stem)
-    return write_image_folder(root, data.images, data.labels, data.classes, names=names)
+__all__ = ["EpochSampler", "EvalImages", "FinetuneData", "TrainImages"]
 
 
 class EpochSampler(Sampler):
@@ -281,7 +53,7 @@ class EpochSampler(Sampler):
         self.epoch = int(epoch)
 
     def _order(self) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, self.epoch, 0xE90C])
+        rng = stream(self.seed, "epoch-order", self.epoch)
         if self.weights is not None:
             return rng.choice(self.n, size=self.n, p=self.weights / self.weights.sum())
         return rng.permutation(self.n) if self.shuffle else np.arange(self.n)
@@ -308,7 +80,7 @@ class TrainImages(Dataset):
     def __init__(
         self,
         real: LabelledImages,
-        preprocess: Preprocess,
+        preprocess: PreprocessModule,
         pipeline: Pipeline | None = None,
         synthetic: LabelledImages | None = None,
         synthetic_ratio: float = 0.0,
@@ -339,7 +111,7 @@ class TrainImages(Dataset):
         if i < len(self.real):
             return self.real.images[i], int(self.real.labels[i])
         assert self.synthetic is not None
-        pick = rng_for(self.seed, epoch, 0).permutation(len(self.synthetic))
+        pick = stream(self.seed, "synthetic-pick", epoch).permutation(len(self.synthetic))
         j = int(pick[(i - len(self.real)) % len(self.synthetic)])
         return self.synthetic.images[j], int(self.synthetic.labels[j])
 
@@ -356,7 +128,7 @@ class TrainImages(Dataset):
 class EvalImages(Dataset):
     """Preprocessed images without augmentation, in order."""
 
-    def __init__(self, data: LabelledImages, preprocess: Preprocess) -> None:
+    def __init__(self, data: LabelledImages, preprocess: PreprocessModule) -> None:
         self.data = data
         self.preprocess = preprocess
 
@@ -367,3 +139,39 @@ class EvalImages(Dataset):
         with torch.no_grad():
             x = self.preprocess(to_chw_uint8(self.data.images[i])[None])[0]
         return x, int(self.data.labels[i])
+
+
+class FinetuneData(L.LightningDataModule):
+    """Builds the loaders once the trainer knows this process's rank, so the (epoch, index)
+    sampler can take its share itself (Lightning's DistributedSampler is turned off; Lightning
+    still calls the sampler's ``set_epoch`` every epoch)."""
+
+    def __init__(
+        self,
+        trainset: TrainImages,
+        valset: EvalImages | None,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        weights: np.ndarray | None,
+    ) -> None:
+        super().__init__()
+        self.trainset, self.valset = trainset, valset
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.seed, self.weights = seed, weights
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        sampler = EpochSampler(len(self.trainset), self.seed, True, self.weights, rank, world)
+        return DataLoader(
+            self.trainset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            drop_last=len(sampler) > self.batch_size,
+        )
+
+    def val_dataloader(self) -> Any:
+        if self.valset is None:  # the trainer has limit_val_batches=0 then
+            return DataLoader(self.trainset, batch_size=self.batch_size, sampler=[])
+        return DataLoader(self.valset, batch_size=64, num_workers=self.num_workers)

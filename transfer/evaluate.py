@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from augmentor.io import atomic_write_text, save_figure
-from augmentor.training import versions
-from transfer.data import EvalImages, LabelledImages
-from transfer.preprocess import Preprocess
+from augmentor.trainer import versions
+from transfer.data import EvalImages
+from transfer.images import LabelledImages
+from transfer.preprocess import PreprocessModule
 
 __all__ = [
     "Interval",
@@ -139,7 +140,7 @@ def classification_metrics(
 
 
 def predict_probs(
-    model: torch.nn.Module, preprocess: Preprocess, data: LabelledImages, batch_size: int = 64
+    model: torch.nn.Module, preprocess: PreprocessModule, data: LabelledImages, batch_size: int = 64
 ) -> np.ndarray:
     """Softmax probabilities of ``model`` on ``data`` (model in eval mode, on its device)."""
     device = next(model.parameters()).device
@@ -153,7 +154,7 @@ def predict_probs(
 
 
 def evaluate_model(
-    model: torch.nn.Module, preprocess: Preprocess, data: LabelledImages
+    model: torch.nn.Module, preprocess: PreprocessModule, data: LabelledImages
 ) -> dict[str, Any]:
     return classification_metrics(data.labels, predict_probs(model, preprocess, data), data.classes)
 

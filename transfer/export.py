@@ -23,19 +23,16 @@ import torch
 from torch import nn
 
 from augmentor.io import atomic_write_bytes, atomic_write_text
-from transfer.backbones import Preprocessing, create_backbone
-from transfer.preprocess import Preprocess, to_chw_uint8
+from transfer.backbones import create_backbone
+from transfer.errors import RunError
+from transfer.preprocess import Preprocessing, PreprocessModule, to_chw_uint8
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Predictor", "RunError", "export_model", "load_run", "save_run"]
+__all__ = ["Predictor", "classifier_filter", "export_model", "load_run", "save_run"]
 
 TORCHSCRIPT = "export/model.torchscript.pt"
 ONNX = "export/model.onnx"
-
-
-class RunError(ValueError):
-    """A run directory that is missing a file or does not match itself."""
 
 
 class Exported(nn.Module):
@@ -43,7 +40,7 @@ class Exported(nn.Module):
 
     def __init__(self, classifier: nn.Module, preprocessing: Preprocessing) -> None:
         super().__init__()
-        self.preprocess = Preprocess(preprocessing)
+        self.preprocess = PreprocessModule(preprocessing)
         self.classifier = classifier
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -143,7 +140,7 @@ def load_run(run: str | Path) -> tuple[nn.Module, list[str], Preprocessing, dict
     """
     from safetensors.torch import load_file
 
-    from transfer.finetune import Classifier
+    from transfer.classifier import Classifier
 
     run = Path(run)
     if not run.is_dir():
@@ -206,3 +203,30 @@ class Predictor:
         p = self.probabilities(image)
         order = np.argsort(-p)[: min(top_k, len(p))]
         return [(self.classes[i], float(p[i])) for i in order]
+
+
+def classifier_filter(
+    run: str | Path, low: float, high: float, class_names: list[str]
+) -> tuple[Any, str]:
+    """A sample filter from a fine-tuned run: accept a sample when the run's classifier puts it
+    in its conditioned class with a probability in ``[low, high]``.
+
+    Returns ``(accept, description)`` where ``accept(uint8 images, labels) -> bool mask`` and
+    labels index ``class_names`` (a generator's classes, which the run must know).
+    """
+    if not 0 <= low < high <= 1:
+        raise ValueError(f"the confidence band must have 0 <= low < high <= 1, got {low}:{high}")
+    predictor = Predictor(run)
+    missing = [c for c in class_names if c not in predictor.classes]
+    if missing:
+        raise RunError(f"the classifier in {str(run)!r} does not know the classes {missing}")
+    to_run = torch.tensor([predictor.classes.index(c) for c in class_names])
+
+    def accept(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            probs = predictor.model(images)
+        idx = to_run[labels]
+        p = probs[torch.arange(len(idx)), idx]
+        return (probs.argmax(1) == idx) & (p >= low) & (p <= high)
+
+    return accept, f"classifier {run}: predicted class = label, probability in [{low}, {high}]"

@@ -18,24 +18,32 @@ import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from augmentor.io import atomic_write_bytes
-from augmentor.pipeline import Pipeline, rng_for
+from augmentor.pipeline import Pipeline
+from augmentor.seeding import stream
 from transfer.backbones import Backbone
-from transfer.data import LabelledImages
-from transfer.preprocess import Preprocess, to_chw_uint8
+from transfer.images import LabelledImages
+from transfer.preprocess import PreprocessModule, to_chw_uint8
 
 log = logging.getLogger(__name__)
 
 __all__ = ["FeatureCache", "extract_features"]
 
 
+def _view_rng(seed: int, view: int, key: str) -> Any:
+    """The augmentation of ``view`` of the image whose content hash is ``key``: a function of
+    the image, not of its position in the dataset."""
+    return stream(seed, "feature-view", view, int(key[:8], 16), int(key[8:16], 16))
+
+
 def extract_features(
     backbone: Backbone,
-    preprocess: Preprocess,
+    preprocess: PreprocessModule,
     images: list[np.ndarray],
     batch_size: int = 64,
     device: str | torch.device = "cpu",
@@ -68,7 +76,7 @@ class FeatureCache:
         >>> from transfer.backbones import create_backbone
         >>> bb = create_backbone("small_cnn", pretrained=False)
         >>> data = LabelledImages.from_arrays(np.zeros((3, 28, 28), np.uint8), [0, 1, 1], "ab")
-        >>> cache.features(bb, Preprocess(bb.preprocessing), data, views=2).shape
+        >>> cache.features(bb, PreprocessModule(bb.preprocessing), data, views=2).shape
         torch.Size([2, 3, 3136])
     """
 
@@ -79,7 +87,9 @@ class FeatureCache:
         self.misses = 0
 
     @staticmethod
-    def directory_key(backbone: Backbone, preprocess: Preprocess, pipeline: Pipeline | None) -> str:
+    def directory_key(
+        backbone: Backbone, preprocess: PreprocessModule, pipeline: Pipeline | None
+    ) -> str:
         h = hashlib.sha256(backbone.fingerprint().encode())
         pre = {
             "input_size": preprocess.input_size,
@@ -129,7 +139,7 @@ class FeatureCache:
     def features(
         self,
         backbone: Backbone,
-        preprocess: Preprocess,
+        preprocess: PreprocessModule,
         data: LabelledImages,
         views: int = 1,
         pipeline: Pipeline | None = None,
@@ -159,7 +169,7 @@ class FeatureCache:
                 images = [data.images[i] for i in todo]
                 if pipe is not None:
                     images = [
-                        pipe(img, rng=rng_for(pipe.seed, view, int(keys[i][:15], 16)))
+                        pipe(img, rng=_view_rng(pipe.seed, view, keys[i]))
                         for img, i in zip(images, todo)
                     ]
                 feats = extract_features(backbone, preprocess, images, batch_size, device, progress)

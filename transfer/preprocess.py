@@ -1,4 +1,6 @@
-"""The backbone's preprocessing as one torch module, used in training and inside exported models.
+"""How an image becomes the backbone's input: the recipe (:class:`Preprocessing`, plain data read
+from the backbone) and the torch module that runs it (:class:`PreprocessModule`), used in
+training and inside exported models.
 
 Training, prediction and the TorchScript / ONNX exports all run this same module, so an exported
 model sees exactly the pixels the classifier was trained on. Written as a small module rather than
@@ -8,17 +10,94 @@ not script) and must accept any image size and 1, 3 or 4 channels.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from transfer.backbones import Preprocessing
+from transfer.errors import BackboneError
 
-__all__ = ["Preprocess", "to_chw_uint8"]
+__all__ = ["PreprocessModule", "Preprocessing", "to_chw_uint8"]
 
 
-class Preprocess(nn.Module):
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the backbone's input.
+
+    Resize the short side to ``resize_size`` with ``interpolation``, centre-crop
+    ``input_size`` x ``input_size``, scale RGB to [0, 1], then ``(x - mean) / std``.
+
+    Example:
+        >>> p = Preprocessing(224, 256, (0.5,) * 3, (0.5,) * 3, "bicubic")
+        >>> p.scaled(112).resize_size
+        128
+    """
+
+    input_size: int
+    resize_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in ("bilinear", "bicubic", "nearest"):
+            raise BackboneError(
+                f"interpolation must be bilinear, bicubic or nearest, got {self.interpolation!r}"
+            )
+        # resize < 2 * input keeps the centre crop at least 1 px for any image (see Preprocess)
+        if not 8 <= self.input_size <= self.resize_size < 2 * self.input_size:
+            raise BackboneError(
+                f"need 8 <= input_size <= resize_size < 2 * input_size, got {self.input_size} and "
+                f"{self.resize_size}"
+            )
+
+    def scaled(self, input_size: int) -> Preprocessing:
+        """The same recipe at another input size, keeping the crop ratio."""
+        if input_size < 8:
+            raise BackboneError(f"image_size must be >= 8, got {input_size}")
+        resize = round(input_size * self.resize_size / self.input_size)
+        return dataclasses.replace(self, input_size=input_size, resize_size=resize)
+
+    def with_crop(self, crop_pct: float) -> Preprocessing:
+        """The same recipe with the centre crop keeping ``crop_pct`` of the resized short side
+        (timm's ``crop_pct``); 1.0 keeps all of it."""
+        if not 0.5 < crop_pct <= 1.0:
+            raise BackboneError(f"crop_pct must be in (0.5, 1], got {crop_pct!r}")
+        resize = max(self.input_size, round(self.input_size / crop_pct))
+        resize = min(resize, 2 * self.input_size - 1)
+        return dataclasses.replace(self, resize_size=resize)
+
+    @property
+    def crop_pct(self) -> float:
+        """The share of the resized short side the centre crop keeps."""
+        return self.input_size / self.resize_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size,
+            "resize_size": self.resize_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Preprocessing:
+        return cls(
+            int(d["input_size"]),
+            int(d["resize_size"]),
+            tuple(float(v) for v in d["mean"]),  # type: ignore[arg-type]
+            tuple(float(v) for v in d["std"]),  # type: ignore[arg-type]
+            str(d["interpolation"]),
+        )
+
+
+class PreprocessModule(nn.Module):
     """uint8 ``(N, C, H, W)`` images of any size, C in {1, 3, 4} -> normalized float input.
 
     Centre-crop the square that "resize the short side to ``resize_size``, crop ``input_size``"
@@ -26,7 +105,7 @@ class Preprocess(nn.Module):
     are repeated to RGB; alpha is dropped.
 
     Example:
-        >>> pre = Preprocess(Preprocessing(8, 10, (0.5,) * 3, (0.5,) * 3, "bilinear"))
+        >>> pre = PreprocessModule(Preprocessing(8, 10, (0.5,) * 3, (0.5,) * 3, "bilinear"))
         >>> pre(torch.zeros(2, 1, 30, 20, dtype=torch.uint8)).shape
         torch.Size([2, 3, 8, 8])
     """

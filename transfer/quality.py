@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from transfer.backbones import create_backbone
-from transfer.preprocess import Preprocess
+from transfer.preprocess import PreprocessModule
 
 __all__ = [
     "FeatureSpace",
@@ -45,7 +45,7 @@ class FeatureSpace(nn.Module):
     def __init__(self, backbone: str = "efficientnet_lite0", image_size: int = 128) -> None:
         super().__init__()
         self.backbone = create_backbone(backbone).eval()
-        self.preprocess = Preprocess(self.backbone.preprocessing.scaled(image_size))
+        self.preprocess = PreprocessModule(self.backbone.preprocessing.scaled(image_size))
         self.num_features = self.backbone.num_features
 
     @torch.inference_mode()
@@ -184,9 +184,9 @@ def evaluate_generator(
     """
     from augmentor.generators import load_generator
     from augmentor.generators.common import to_uint8
-    from augmentor.generators.train import load_training_data
+    from augmentor.generators.data import load_training_data
     from augmentor.io import atomic_write_text
-    from transfer.data import DataError
+    from transfer.errors import DataError
 
     gen = load_generator(generator_dir)
     # the real images, converted to the generator's size and channels the way its own

@@ -7,109 +7,47 @@ Loading and sampling need only this package (no training code, no Lightning)::
     images = gen.sample(16, labels=[3] * 16, generator=torch.Generator().manual_seed(0))
 
 ``images`` is a uint8 tensor ``(n, C, H, W)``; ``gen.class_names`` maps labels to names.
-Training lives in :mod:`augmentor.generators.train` (Lightning).
+Training lives in :mod:`augmentor.generators.fit` (Lightning), its settings in
+:mod:`augmentor.generators.config` (plain data, no torch). The names below are resolved on first
+use (PEP 562), so importing the config costs no torch import.
 """
 
 from __future__ import annotations
 
-import difflib
-from pathlib import Path
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    from augmentor.generators.common import DivergenceError as DivergenceError
+    from augmentor.generators.config import GeneratorError as GeneratorError
+    from augmentor.generators.config import TrainConfig as TrainConfig
+    from augmentor.generators.registry import GENERATORS as GENERATORS
+    from augmentor.generators.registry import LoadedGenerator as LoadedGenerator
+    from augmentor.generators.registry import generator_class as generator_class
+    from augmentor.generators.registry import list_generators as list_generators
+    from augmentor.generators.registry import load_generator as load_generator
 
-from augmentor.generators.common import META_FILE, GeneratorError, read_meta
-
-__all__ = [
-    "GENERATORS",
-    "GeneratorError",
-    "LoadedGenerator",
-    "generator_class",
-    "list_generators",
-    "load_generator",
-]
-
-# name -> (module, class of the network that samples)
-GENERATORS = {
-    "gan": ("augmentor.generators.gan", "ConditionalGenerator"),
-    "vae": ("augmentor.generators.vae", "ConditionalVAE"),
-    "diffusion": ("augmentor.generators.diffusion", "ConditionalDiffusion"),
+_EXPORTS = {
+    "DivergenceError": "augmentor.generators.common",
+    "GeneratorError": "augmentor.generators.config",
+    "TrainConfig": "augmentor.generators.config",
+    "GENERATORS": "augmentor.generators.registry",
+    "LoadedGenerator": "augmentor.generators.registry",
+    "generator_class": "augmentor.generators.registry",
+    "list_generators": "augmentor.generators.registry",
+    "load_generator": "augmentor.generators.registry",
 }
 
-
-def list_generators() -> list[str]:
-    return sorted(GENERATORS)
+__all__ = sorted(_EXPORTS)
 
 
-def generator_class(name: str) -> type:
-    import importlib
-
-    if name not in GENERATORS:
-        close = difflib.get_close_matches(name, GENERATORS, n=2, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise GeneratorError(
-            f"unknown generator {name!r}{hint} (known: {', '.join(list_generators())})"
-        )
-    module, cls = GENERATORS[name]
-    return getattr(importlib.import_module(module), cls)
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'augmentor.generators' has no attribute {name!r}")
 
 
-class LoadedGenerator:
-    """A saved generator: the network plus its metadata (class names, data fingerprint...)."""
-
-    def __init__(self, model: Any, meta: dict[str, Any]) -> None:
-        self.model = model
-        self.meta = meta
-        self.kind: str = meta["kind"]
-        self.class_names: list[str] = list(meta["class_names"])
-        self.image_size: int = int(meta["image_size"])
-        self.channels: int = int(meta["channels"])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def to(self, device: str | torch.device) -> LoadedGenerator:
-        self.model.to(device)
-        return self
-
-    def sample(
-        self,
-        n: int,
-        labels: torch.Tensor | list[int] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """``n`` uint8 images ``(n, C, H, W)``; labels default to a balanced cycle."""
-        return self.model.sample(n, labels=labels, generator=generator)
-
-    def label_of(self, name: str) -> int:
-        if name not in self.class_names:
-            raise GeneratorError(f"class {name!r} is not one of {self.class_names}")
-        return self.class_names.index(name)
-
-
-def load_generator(directory: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
-    """Load a saved generator directory (safetensors + config; no pickle, no training code)."""
-    directory = Path(directory)
-    meta = read_meta(directory)
-    cls = generator_class(meta.get("kind", "?"))
-    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
-        if not (directory / name).is_file():
-            raise GeneratorError(
-                f"{str(directory)!r} is not a complete generator: {name} is missing"
-            )
-    try:
-        model = cls.from_pretrained(str(directory), low_cpu_mem_usage=False)
-    except Exception as e:  # diffusers raises several types for mismatched or broken files
-        raise GeneratorError(
-            f"{str(directory)!r}: the weights do not load into its config "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-        ) from None
-    cfg = model.config
-    if cfg.num_classes != len(meta["class_names"]) or cfg.image_size != meta["image_size"]:
-        raise GeneratorError(
-            f"{str(directory)!r}: config.json ({cfg.num_classes} classes, {cfg.image_size} px) "
-            f"does not match {META_FILE} ({len(meta['class_names'])} classes, "
-            f"{meta['image_size']} px)"
-        )
-    return LoadedGenerator(model.eval().to(device), meta)
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,4 +1,5 @@
-"""What the three generators share: the saved-directory metadata, labels and pixel conversion.
+"""What the three generators share: the saved-directory metadata (written and read), labels,
+noise and pixel conversion, and the errors.
 
 A saved generator is a directory written by diffusers' ``save_pretrained`` (``config.json`` +
 ``diffusion_pytorch_model.safetensors``: no pickle) plus ``generator.json``: the kind, class
@@ -8,6 +9,7 @@ names, image size and channels, a fingerprint of the training data and library v
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,29 +17,26 @@ from typing import Any
 
 import torch
 
-META_FILE = "generator.json"
+from augmentor.generators.config import META_FILE, GeneratorError, size_levels
+
+__all__ = [
+    "META_FILE",
+    "VERSIONS",
+    "DivergenceError",
+    "GeneratorError",
+    "check_labels",
+    "evaluating",
+    "no_images",
+    "randn",
+    "read_meta",
+    "save_generator",
+    "size_levels",
+    "to_uint8",
+    "write_meta",
+]
+
 META_VERSION = 1
 VERSIONS = ("smallaug", "torch", "diffusers", "lightning")  # recorded with a saved generator
-
-
-class GeneratorError(ValueError):
-    """A generator directory, label or training input that cannot be used; says why."""
-
-
-def size_levels(image_size: int, max_levels: int = 4) -> int:
-    """How many times the networks halve ``image_size`` (keeping at least 4 px, exactly)."""
-    levels = 0
-    while (
-        levels < max_levels
-        and image_size % (2 ** (levels + 1)) == 0
-        and (image_size // 2 ** (levels + 1) >= 4)
-    ):
-        levels += 1
-    if levels < 2:
-        raise GeneratorError(
-            f"image_size must be divisible by 4 with at least 16 px, got {image_size}"
-        )
-    return levels
 
 
 def check_labels(
@@ -114,3 +113,28 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
             f"{str(path)!r}: format_version {meta.get('format_version')!r} is not {META_VERSION}"
         )
     return meta
+
+
+class DivergenceError(RuntimeError):
+    """A loss or weight became non-finite or exploded; the message says at which step and what
+    was kept."""
+
+
+def save_generator(model: torch.nn.Module, directory: Path, meta: dict[str, Any]) -> None:
+    """Write a generator directory atomically; refuses non-finite weights."""
+    for name, p in model.state_dict().items():
+        if p.is_floating_point() and not torch.isfinite(p).all():
+            raise DivergenceError(f"refusing to save a generator with non-finite weights ({name})")
+    directory = Path(directory)
+    tmp = directory.with_name(f".tmp-{directory.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    write_meta(tmp, meta)
+    if directory.exists():
+        old = directory.with_name(f".old-{directory.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(directory)

@@ -1,8 +1,9 @@
 """Sample a saved generator into a labelled image folder: manifest, atomic writes, resume.
 
-Image ``k`` of class ``c`` comes from chunk ``k // CHUNK``, sampled with a generator seeded by
-``(seed, c, chunk)``: the folder is a pure function of (generator, seed, per_class), so an
-interrupted run resumes by skipping the chunks whose files are all there.
+Image ``k`` of class ``c`` comes from chunk ``k // CHUNK``, sampled with the generator of
+``(seed, "generator-sample", c, chunk)`` (:mod:`augmentor.seeding`): the folder is a pure
+function of (generator, seed, per_class), so an interrupted run resumes by skipping the chunks
+whose files are all there.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from augmentor.generators import load_generator
 from augmentor.generators.common import GeneratorError
+from augmentor.generators.registry import load_generator
 from augmentor.io import Manifest, atomic_write_text, remove_temporaries, safe_name, save_image
+from augmentor.seeding import torch_generator
 
 CHUNK = 32
 RUN_FILE = "run.json"
@@ -64,7 +66,7 @@ def sample_folder(
     gen = load_generator(generator_dir, device)
     dst = Path(dst)
     run = {
-        "tool": "augment generate",
+        "tool": "augment sample",
         "generator": str(Path(generator_dir).resolve()),
         "fingerprint": gen.meta.get("data_fingerprint"),
         "seed": seed,
@@ -139,8 +141,8 @@ def sample_folder(
 
 
 def _gen(seed: int, c: int, k: int, attempt: int | None = None) -> torch.Generator:
-    key = [seed, c, k] if attempt is None else [seed, c, k, attempt]
-    return torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
+    """Chunk ``k`` of class ``c`` (and its filtered attempts, each its own stream)."""
+    return torch_generator(seed, "generator-sample", c, k, 0 if attempt is None else attempt + 1)
 
 
 def _filtered(

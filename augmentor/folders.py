@@ -294,9 +294,9 @@ def _consume(
 
 
 def _version() -> str:
-    from augmentor import __version__
+    from augmentor.trainer import versions
 
-    return __version__
+    return versions(("smallaug",))["smallaug"]
 
 
 # -- preview -------------------------------------------------------------------------------------

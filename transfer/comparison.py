@@ -32,16 +32,12 @@ from typing import Any
 import numpy as np
 
 from augmentor.io import atomic_write_text
-from transfer.data import (
-    DataError,
-    LabelledImages,
-    check_repeats,
-    load_folder,
-    per_class_draws,
-    repeated_splits,
-)
+from transfer.config import FinetuneConfig
+from transfer.errors import DataError
 from transfer.evaluate import Interval, mean_interval
-from transfer.finetune import FinetuneConfig, finetune
+from transfer.finetuning import finetune
+from transfer.images import LabelledImages, load_folder
+from transfer.splits import check_repeats, per_class_draws, repeated_splits
 
 log = logging.getLogger(__name__)
 

@@ -1,17 +1,19 @@
-"""What every Lightning run of this project shares: the default precision, a ``fit`` that gives
-Ctrl-C back to the caller, and the library versions written beside each result.
+"""What every Lightning run of this project shares: one trainer factory (loggers, precision,
+devices), a ``fit`` that gives Ctrl-C back to the caller, and the library versions written
+beside each result.
 
-Used by generator training (:mod:`augmentor.generators.train`) and by fine-tuning
-(:mod:`transfer.finetune`). Lightning is imported by the callers, not here.
+Used by generator training (:mod:`augmentor.generators.fit`) and by fine-tuning
+(:mod:`transfer.finetuning`). Lightning is imported when a trainer is built, not at import.
 """
 
 from __future__ import annotations
 
 import platform
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["default_precision", "fit", "versions"]
+__all__ = ["build_trainer", "default_precision", "fit", "versions"]
 
 
 def default_precision() -> str:
@@ -21,6 +23,51 @@ def default_precision() -> str:
     if torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
+
+
+def build_trainer(
+    out: str | Path,
+    *,
+    stage: str | None = None,
+    devices: Any = "auto",
+    num_nodes: int = 1,
+    precision: str | None = None,
+    strategy: Any = "auto",
+    callbacks: Sequence[Any] = (),
+    progress: bool = True,
+    **kwargs: Any,
+) -> Any:
+    """A ``lightning.Trainer`` writing CSV and TensorBoard logs under ``out/logs``.
+
+    Args:
+        stage: the run's stage name (``probe``, ``finetune``): CSV logs go to
+            ``logs/<stage>/metrics.csv`` and TensorBoard's to ``logs/tensorboard/<stage>``;
+            None writes ``logs/metrics.csv`` and ``logs/tensorboard``.
+        precision: None = :func:`default_precision`.
+        kwargs: any other ``Trainer`` argument (``max_epochs``, ``max_steps``...).
+    """
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    logs = str(Path(out) / "logs")
+    loggers = [
+        CSVLogger(logs, name=stage or "", version=""),
+        TensorBoardLogger(logs, name="tensorboard", version=stage or ""),
+    ]
+    return L.Trainer(
+        accelerator="auto",
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
+        precision=precision or default_precision(),
+        logger=loggers,
+        callbacks=list(callbacks),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(out),
+        **kwargs,
+    )
 
 
 def fit(

@@ -1,0 +1,171 @@
+"""What defines a generator training run, as plain data: :class:`TrainConfig`, its defaults and
+the image-size rule. Imports no torch, so the CLI reads every default and bound from here, and
+the size rule is checked before any image is decoded."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from augmentor._validation import check_choice, check_int, check_number
+
+__all__ = [
+    "DEFAULT_LR",
+    "DEFAULT_STEPS",
+    "GENERATOR_CLASSES",
+    "KINDS",
+    "MAX_IMAGE_SIZE",
+    "META_FILE",
+    "GeneratorError",
+    "TrainConfig",
+    "check_image_size",
+    "size_levels",
+]
+
+# name -> (module, class of the network that samples, description): the generator registry
+# (augmentor.generators.registry) is built from this table, which imports nothing
+GENERATOR_CLASSES = {
+    "gan": (
+        "augmentor.generators.gan",
+        "ConditionalGenerator",
+        "class-conditional GAN: DiffAugment, projection discriminator, hinge loss, EMA",
+    ),
+    "vae": ("augmentor.generators.vae", "ConditionalVAE", "conditional convolutional VAE"),
+    "diffusion": (
+        "augmentor.generators.diffusion",
+        "ConditionalDiffusion",
+        "class-conditional DDPM UNet (diffusers), DDIM sampling",
+    ),
+}
+KINDS = tuple(sorted(GENERATOR_CLASSES))
+META_FILE = "generator.json"  # beside the weights of a saved generator
+DEFAULT_LR = {"gan": 2e-4, "vae": 1e-3, "diffusion": 2e-4}
+DEFAULT_STEPS = {"gan": 3000, "vae": 2000, "diffusion": 4000}
+MAX_IMAGE_SIZE = 512  # the networks' memory grows with the square of the side
+
+
+class GeneratorError(ValueError):
+    """A generator directory, label or training input that cannot be used; says why."""
+
+
+def size_levels(image_size: int, max_levels: int = 4) -> int:
+    """How many times the networks halve ``image_size`` (keeping at least 4 px, exactly).
+
+    Example:
+        >>> size_levels(28), size_levels(64)
+        (2, 4)
+    """
+    levels = 0
+    while (
+        levels < max_levels
+        and image_size % (2 ** (levels + 1)) == 0
+        and (image_size // 2 ** (levels + 1) >= 4)
+    ):
+        levels += 1
+    if levels < 2:
+        raise GeneratorError(
+            f"image_size must be divisible by 4 with at least 16 px, got {image_size}"
+        )
+    return levels
+
+
+def check_image_size(value: Any, arg: str = "image_size") -> int:
+    """An image side the generators can take: an integer in [16, 512], divisible by 4."""
+    size = check_int(None, arg, value, lo=16, hi=MAX_IMAGE_SIZE, error=GeneratorError)
+    if size % 4:
+        raise GeneratorError(f"{arg} must be divisible by 4 with at least 16 px, got {size}")
+    return size
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A generator training run. ``None`` fields are chosen from the data (see
+    :meth:`resolved`).
+
+    Args:
+        kind: ``gan``, ``vae`` or ``diffusion``.
+        steps: training steps (rounded up to whole epochs of ``steps_per_epoch``).
+        minutes: a wall-clock budget instead of (or on top of) ``steps``.
+        image_size: side of the square training images (divisible by 4, in [16, 512]).
+        channels: 1 or 3; default 1 when every training image is grey.
+        batch_size, lr, base_channels: network and optimizer settings.
+        diffaugment: GAN only: DiffAugment on real and fake images before the discriminator.
+        class_bn: GAN only: class-conditional BatchNorm in the generator.
+        beta: VAE only: the KL weight.
+        ema_decay: EMA of the generator weights (GAN, diffusion) used for sampling.
+        steps_per_epoch: steps between checkpoints, sample grids and quality checks.
+        eval_samples: images sampled for each quality check.
+        min_per_class: classes with fewer training images are refused.
+        seed: seeds everything.
+        devices, precision: Lightning's.
+
+    Example:
+        >>> TrainConfig("vae", steps=100).resolved(200, 28, 1).batch_size
+        16
+        >>> try:
+        ...     TrainConfig("vae", image_size=30)
+        ... except GeneratorError as e:
+        ...     print(e)
+        image_size must be divisible by 4 with at least 16 px, got 30
+    """
+
+    kind: str
+    steps: int | None = None
+    minutes: float | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    base_channels: int | None = None
+    diffaugment: bool = True
+    class_bn: bool = True
+    beta: float = 1.0
+    ema_decay: float = 0.999
+    steps_per_epoch: int = 100
+    eval_samples: int = 200
+    min_per_class: int = 5
+    seed: int = 0
+    devices: Any = "auto"
+    precision: str | None = None
+
+    def __post_init__(self) -> None:
+        e = GeneratorError
+        check_choice(None, "kind", self.kind, KINDS, error=e)
+        for name in ("steps", "batch_size", "base_channels"):
+            check_int(None, name, getattr(self, name), lo=1, allow_none=True, error=e)
+        for name in ("steps_per_epoch", "eval_samples", "min_per_class"):
+            check_int(None, name, getattr(self, name), lo=1, error=e)
+        check_int(None, "base_channels", self.base_channels, 4, 1024, allow_none=True, error=e)
+        check_int(None, "seed", self.seed, lo=0, error=e)
+        if self.image_size is not None:
+            check_image_size(self.image_size)
+        check_number(None, "minutes", self.minutes, lo=0, lo_open=True, allow_none=True, error=e)
+        check_number(None, "lr", self.lr, lo=0, lo_open=True, allow_none=True, error=e)
+        check_number(None, "beta", self.beta, lo=0, error=e)
+        if self.channels not in (None, 1, 3):
+            raise e(f"channels must be 1 or 3, got {self.channels!r}")
+        check_number(None, "ema_decay", self.ema_decay, 0, 1, hi_open=True, error=e)
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default of field ``name`` (what the CLI shows and uses)."""
+        return {f.name: f.default for f in fields(cls)}[name]
+
+    def resolved(self, num_images: int, image_size: int, channels: int) -> TrainConfig:
+        """The ``None`` settings filled from the dataset size and image size."""
+        n, size = num_images, image_size
+        base = self.base_channels or (32 if size <= 32 else 64)
+        batch = self.batch_size or int(min(64, max(8, 2 ** math.floor(math.log2(max(8, n // 8))))))
+        steps = self.steps
+        if steps is None and self.minutes is None:
+            steps = DEFAULT_STEPS[self.kind]
+        return replace(
+            self,
+            image_size=size,
+            channels=channels,
+            base_channels=base,
+            batch_size=batch,
+            lr=self.lr or DEFAULT_LR[self.kind],
+            steps=steps,
+        )

@@ -1,0 +1,209 @@
+"""The training systems of the generators (Lightning's "systems apart from models"): the
+networks stay in ``gan.py``, ``vae.py`` and ``diffusion.py``; the losses, optimizers, EMA and the
+seeded draw of each step live here.
+
+* :class:`LossSystem`: a network with ``loss(x, y, generator)`` (the VAE, the diffusion model),
+  trained with automatic optimization.
+* :class:`GANSystem`: the GAN's alternating discriminator and generator step (hinge loss,
+  optional DiffAugment), with manual optimization.
+
+Every random draw of training step ``s`` (the batch, noise, timesteps, DiffAugment) comes from
+``augmentor.seeding.torch_generator(seed, "generator-step", s, rank)``; the step counter, EMA
+and optimizer states are in the checkpoint, so N steps + resume + M steps equals N+M steps.
+:meth:`GeneratorSystem.timed_step` runs the very step that trains, for ``--dry-run``'s estimate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from augmentor.generators.common import DivergenceError
+from augmentor.generators.config import TrainConfig
+from augmentor.generators.data import GeneratorData
+from augmentor.generators.gan import ProjectionDiscriminator, diff_augment
+from augmentor.generators.registry import generator_class
+from augmentor.seeding import torch_generator
+
+__all__ = [
+    "GANSystem",
+    "GeneratorSystem",
+    "LossSystem",
+    "build_model",
+    "build_system",
+    "step_generator",
+]
+
+
+def build_model(config: TrainConfig, num_classes: int) -> torch.nn.Module:
+    """The sampling network of ``config.kind`` at the configured size."""
+    cls = generator_class(config.kind)
+    kw: dict[str, Any] = dict(
+        image_size=config.image_size,
+        channels=config.channels,
+        num_classes=num_classes,
+        base_channels=config.base_channels,
+    )
+    if config.kind == "vae":
+        kw["beta"] = config.beta
+    if config.kind == "gan":
+        kw["class_bn"] = config.class_bn
+    return cls(**kw)  # type: ignore[no-any-return]
+
+
+def step_generator(seed: int, step: int, device: torch.device, rank: int = 0) -> torch.Generator:
+    """The generator of every random draw in training step ``step`` (on process ``rank``:
+    with several devices each process draws its own batch)."""
+    return torch_generator(seed, "generator-step", step, rank, device=device)
+
+
+class GeneratorSystem(L.LightningModule):
+    """What every generator system shares: the data as buffers, the step counter, the EMA copy
+    of the sampling network, and the seeded batch of each step."""
+
+    def __init__(self, config: TrainConfig, data: GeneratorData, ema: bool) -> None:
+        super().__init__()
+        self.config = config
+        self.model = build_model(config, len(data.class_names))
+        self.register_buffer("images", data.images, persistent=False)
+        self.register_buffer("labels", data.labels, persistent=False)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.ema = (
+            AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+            )
+            if ema
+            else None
+        )
+
+    def sampler(self) -> torch.nn.Module:
+        """The network that samples: the EMA copy when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+        """Step ``step``'s batch and the generator of its other draws."""
+        g = step_generator(self.config.seed, step, self.images.device, self.global_rank)
+        assert self.config.batch_size is not None
+        idx = torch.randint(
+            0, len(self.labels), (self.config.batch_size,), generator=g, device=g.device
+        ).to(self.images.device)
+        return self.images[idx], self.labels[idx], g
+
+    def check(self, name: str, value: torch.Tensor) -> None:
+        if not torch.isfinite(value):
+            raise DivergenceError(f"{name} became {value.item()} at step {int(self.step)}")
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.step += 1
+
+    def timed_step(self, step: int, optimizers: list[torch.optim.Optimizer]) -> None:
+        """One training step outside a Trainer (for the time estimate): the same draws and
+        losses as :meth:`training_step`, with plain ``backward``."""
+        raise NotImplementedError
+
+
+class LossSystem(GeneratorSystem):
+    """A network with ``loss(x, y, generator) -> (loss, parts)``, automatic optimization."""
+
+    def __init__(self, config: TrainConfig, data: GeneratorData) -> None:
+        super().__init__(config, data, ema=config.kind == "diffusion")
+
+    def compute_loss(self, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x, y, g = self.draw(step)
+        loss, parts = self.model.loss(x, y, generator=g)
+        self.check("loss", loss)
+        return loss, parts
+
+    def training_step(self, batch: Any, _: int) -> torch.Tensor:
+        loss, parts = self.compute_loss(int(self.step))
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=True)
+        return loss
+
+    def timed_step(self, step: int, optimizers: list[torch.optim.Optimizer]) -> None:
+        loss, _ = self.compute_loss(step)
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.AdamW(self.model.parameters(), self.config.lr, weight_decay=0.0)
+
+
+class GANSystem(GeneratorSystem):
+    """The GAN: a discriminator step then a generator step per training step (hinge loss,
+    DiffAugment on real and fake images before the discriminator), manual optimization."""
+
+    def __init__(self, config: TrainConfig, data: GeneratorData) -> None:
+        super().__init__(config, data, ema=True)
+        self.automatic_optimization = False
+        assert config.image_size is not None and config.channels is not None
+        self.disc = ProjectionDiscriminator(
+            config.image_size, config.channels, len(data.class_names), config.base_channels
+        )
+
+    def gan_step(
+        self,
+        step: int,
+        opt_g: torch.optim.Optimizer,
+        opt_d: torch.optim.Optimizer,
+        backward: Callable[[torch.Tensor], None],
+    ) -> dict[str, torch.Tensor]:
+        """The one GAN step, used by training and by the time estimate alike."""
+        real, y, g = self.draw(step)
+        if self.config.diffaugment:
+
+            def aug(t: torch.Tensor) -> torch.Tensor:
+                return diff_augment(t, generator=g)
+
+        else:
+
+            def aug(t: torch.Tensor) -> torch.Tensor:
+                return t
+
+        z = self.model.noise(real.shape[0], g)
+        fake = self.model(z, y)
+        d_real = self.disc(aug(real), y)
+        d_fake = self.disc(aug(fake.detach()), y)
+        d_loss = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
+        self.check("discriminator loss", d_loss)
+        opt_d.zero_grad(set_to_none=True)
+        backward(d_loss)
+        opt_d.step()
+        g_loss = -self.disc(aug(fake), y).mean()
+        self.check("generator loss", g_loss)
+        opt_g.zero_grad(set_to_none=True)
+        backward(g_loss)
+        opt_g.step()
+        return {
+            "d_loss": d_loss.detach(),
+            "g_loss": g_loss.detach(),
+            "d_real": d_real.mean().detach(),
+        }
+
+    def training_step(self, batch: Any, _: int) -> None:
+        opt_g, opt_d = self.optimizers()  # type: ignore[misc]
+        parts = self.gan_step(int(self.step), opt_g, opt_d, self.manual_backward)
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=True)
+
+    def timed_step(self, step: int, optimizers: list[torch.optim.Optimizer]) -> None:
+        opt_g, opt_d = optimizers
+        self.gan_step(step, opt_g, opt_d, lambda loss: loss.backward())
+
+    def configure_optimizers(self) -> Any:
+        lr = self.config.lr
+        return [
+            torch.optim.Adam(self.model.parameters(), lr, betas=(0.0, 0.99)),
+            torch.optim.Adam(self.disc.parameters(), lr, betas=(0.0, 0.99)),
+        ]
+
+
+def build_system(config: TrainConfig, data: GeneratorData) -> GeneratorSystem:
+    """The training system of ``config.kind``."""
+    return GANSystem(config, data) if config.kind == "gan" else LossSystem(config, data)

@@ -1,0 +1,342 @@
+"""Fine-tuning a pretrained backbone on a small dataset: :func:`finetune`, a short script over
+named stages.
+
+Strategies (:data:`transfer.config.STRATEGIES`):
+
+* ``linear``: linear probe. The backbone is frozen (BatchNorm too, in train mode as well), its
+  features come from the :class:`~transfer.features.FeatureCache` (optionally K augmented views
+  per image) and only the head trains (:mod:`transfer.probe`).
+* ``lp-ft``: the linear probe first, then the whole network fine-tunes at a small learning rate
+  starting from the probed head (Kumar et al., 2022), with layer-wise decayed learning rates.
+* ``gradual``: the head trains first; backbone groups unfreeze from the top, one every
+  ``unfreeze_every`` epochs, each with a learning rate ``layer_decay`` times the one above.
+* ``full``: everything trains from the start (same layer-wise rates).
+
+The model is :class:`~transfer.classifier.Classifier`, its training system
+:class:`~transfer.module.ClassifierModule`, its data :class:`~transfer.data.FinetuneData`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from augmentor.pipeline import Pipeline
+from transfer.backbones import create_backbone
+from transfer.classifier import Classifier, GroupSpec, backbone_groups
+from transfer.config import AUTO_VAL_MIN, FinetuneConfig
+from transfer.data import EvalImages, FinetuneData, TrainImages
+from transfer.errors import DataError
+from transfer.features import FeatureCache
+from transfer.images import LabelledImages, load_folder
+from transfer.module import ClassifierModule, GradualUnfreezing, class_weights, sample_weights
+from transfer.preprocess import Preprocessing, PreprocessModule
+from transfer.probe import evaluate_cached, train_probe
+from transfer.splits import check_classes, stratified_split
+from transfer.stages import fit_stage, last_logged, stage_trainer
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FinetuneResult", "RunData", "finetune"]
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` produced."""
+
+    out: Path
+    model: Classifier
+    classes: list[str]
+    config: FinetuneConfig
+    val_metrics: dict[str, Any] | None
+    test_metrics: dict[str, Any] | None
+    best_checkpoint: str | None
+    probe_seconds: float = 0.0
+    finetune_seconds: float = 0.0
+    train_images_per_s: float | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class RunData:
+    """The images of one run: the whole set (for its classes) and its parts."""
+
+    real: LabelledImages
+    train: LabelledImages
+    val: LabelledImages | None
+    test: LabelledImages | None
+    synthetic: LabelledImages | None
+
+
+@dataclass
+class StageResult:
+    """What the fine-tuning stage leaves: the epochs it ran, the best checkpoint, throughput."""
+
+    epochs: int = 0
+    best: str | None = None
+    images_per_s: float | None = None
+
+
+def finetune(
+    data: str | Path | LabelledImages,
+    out: str | Path,
+    config: FinetuneConfig | None = None,
+    *,
+    train_index: np.ndarray | None = None,
+    test_index: np.ndarray | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    export: bool = True,
+    callbacks: Sequence[Callback] = (),
+) -> FinetuneResult:
+    """Fine-tune ``config.backbone`` on ``data`` and write the run directory ``out``.
+
+    Args:
+        data: an ImageFolder directory or decoded images.
+        out: the run directory: ``model.safetensors``, ``config.json``, ``labels.json``,
+            ``checkpoints/``, ``logs/``, ``export/`` and ``report/``.
+        config: the recipe; defaults to :class:`FinetuneConfig`'s.
+        train_index: use only these images (the rest of a repeated split is the test set).
+        test_index: images evaluated at the end (never used for training or selection).
+        resume: continue an interrupted fine-tuning stage from ``checkpoints/last.ckpt``.
+        overwrite: replace a previous run in ``out`` (without it, and without ``resume``, a
+            directory that holds checkpoints or a model is refused: nothing is lost by mistake).
+        progress: show Lightning's progress bar.
+        export: write the TorchScript and ONNX models.
+        callbacks: extra Lightning callbacks for the fine-tuning stage.
+    """
+    from transfer.export import export_model, save_run
+
+    config = config or FinetuneConfig()
+    out = prepare_run_dir(Path(out), resume, overwrite)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    parts = split_data(data, config, train_index, test_index)
+    pipeline = config.augmentation()
+    model, pre = build_classifier(config, len(parts.real.classes))
+    preprocess = PreprocessModule(pre)
+
+    t0 = time.perf_counter()
+    # one cache per run: its shards are read from disk once, for the probe and the evaluation
+    cache = FeatureCache(config.cache_dir or out / "feature_cache")
+    if config.strategy in ("linear", "lp-ft"):
+        train_probe(
+            config, out, cache, model, preprocess, parts.train, parts.val, pipeline,
+            parts.synthetic, progress,
+        )  # fmt: skip
+    t1 = time.perf_counter()
+    stage = StageResult()
+    if config.strategy != "linear":
+        model, stage = finetune_stage(
+            config, out, model, preprocess, parts, pipeline, resume, progress, callbacks
+        )
+    t2 = time.perf_counter()
+
+    model = model.cpu().eval()
+    save_run(out, model, parts.real.classes, pre, config)
+    if export:
+        export_model(out, model, pre)
+    val_metrics, test_metrics = report_run(out, config, model, preprocess, cache, parts, stage)
+    return FinetuneResult(
+        out, model, list(parts.real.classes), config, val_metrics, test_metrics, stage.best,
+        t1 - t0, t2 - t1, stage.images_per_s, list(parts.real.skipped),
+    )  # fmt: skip
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> Path:
+    """Refuse to replace a previous run unless asked; clear it when asked."""
+    previous = [p for p in (out / "checkpoints", out / "model.safetensors") if p.exists()]
+    if previous and not resume:
+        if not overwrite:
+            raise DataError(
+                f"{str(out)!r} already holds a run ({previous[0].name}); resume it "
+                "(--resume), replace it (--overwrite) or choose another directory"
+            )
+        for name in ("checkpoints", "logs", "report", "export"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def split_data(
+    data: str | Path | LabelledImages,
+    config: FinetuneConfig,
+    train_index: np.ndarray | None,
+    test_index: np.ndarray | None,
+) -> RunData:
+    """Decode the data and cut it into training, validation, test and synthetic parts."""
+    real = data if isinstance(data, LabelledImages) else load_folder(data)
+    pool = real.subset(train_index) if train_index is not None else real
+    check_classes(pool.labels, pool.classes, 1, "to train")
+    test = real.subset(test_index) if test_index is not None else None
+    val_fraction = config.val_fraction
+    if val_fraction is None:
+        counts = np.bincount(pool.labels)
+        smallest = int(counts[counts > 0].min())
+        val_fraction = 0.2 if smallest >= AUTO_VAL_MIN else 0.0
+    if val_fraction > 0:
+        tr_idx, val_idx = stratified_split(pool.labels, val_fraction, config.seed, pool.classes)
+        train, val = pool.subset(tr_idx), pool.subset(val_idx)
+    else:
+        train, val = pool, None
+    synthetic = load_folder(config.synthetic, classes=real.classes) if config.synthetic else None
+    log.info(
+        "train %d, val %d, test %s images; classes %s",
+        len(train),
+        len(val) if val is not None else 0,
+        len(test) if test is not None else "-",
+        train.counts(),
+    )
+    return RunData(real, train, val, test, synthetic)
+
+
+def build_classifier(config: FinetuneConfig, num_classes: int) -> tuple[Classifier, Preprocessing]:
+    """The backbone with a fresh head (backbone frozen), and its preprocessing."""
+    backbone = create_backbone(config.backbone, config.weights, config.pretrained)
+    pre = config.preprocessing(backbone)
+    model = Classifier(backbone, num_classes, config.dropout, config.bn_stats_frozen)
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    return model, pre
+
+
+def finetune_stage(
+    config: FinetuneConfig,
+    out: Path,
+    model: Classifier,
+    preprocess: PreprocessModule,
+    parts: RunData,
+    pipeline: Pipeline | None,
+    resume: bool,
+    progress: bool,
+    callbacks: Sequence[Callback],
+) -> tuple[Classifier, StageResult]:
+    """Train the whole network (``lp-ft``, ``gradual``, ``full``) with checkpoints and resume."""
+    train, val = parts.train, parts.val
+    k = len(parts.real.classes)
+    head_lr = config.lr if config.strategy == "lp-ft" else config.head_lr
+    groups = [GroupSpec("head", list(model.head.parameters()), head_lr, 0)]
+    groups += backbone_groups(
+        model.backbone, config.strategy, config.lr, config.layer_decay, config.unfreeze_every
+    )
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if torch.cuda.is_available():
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    trainset = TrainImages(
+        train, preprocess, pipeline, parts.synthetic, config.synthetic_ratio, config.seed
+    )
+    epochs = config.finetune_epochs(len(trainset))
+    if config.epochs is None:
+        log.info("fine-tuning for %d epochs (%d training images)", epochs, len(trainset))
+    weights = sample_weights(train.labels, k) if config.balance == "sampler" else None
+    if weights is not None and trainset.n_synthetic:
+        weights = np.concatenate([weights, np.full(trainset.n_synthetic, weights.mean())])
+    loaders = FinetuneData(
+        trainset,
+        EvalImages(val, preprocess) if val is not None else None,
+        config.batch_size,
+        config.num_workers,
+        config.seed,
+        weights,
+    )
+    module = ClassifierModule(
+        model,
+        groups,
+        k,
+        epochs,
+        config.weight_decay,
+        config.warmup_epochs,
+        config.label_smoothing,
+        class_weights(train.labels, k) if config.balance == "loss" else None,
+        batch_mix=config.batch_mix(k),
+        mix_seed=config.seed,
+    )
+    ckpt = ModelCheckpoint(
+        dirpath=str(out / "checkpoints"),
+        filename="best" if val is not None else "final",
+        monitor="val/loss" if val is not None else None,
+        save_last=True,
+        save_top_k=1,
+    )
+    stage_callbacks: list[Callback] = [ckpt, GradualUnfreezing(groups), *callbacks]
+    if config.patience and val is not None:
+        stage_callbacks.append(EarlyStopping("val/loss", patience=config.patience))
+    trainer = stage_trainer(
+        config,
+        out,
+        epochs,
+        "finetune",
+        stage_callbacks,
+        True,
+        progress,
+        find_unused=config.strategy == "gradual",
+        validate=val is not None,
+    )
+    last = out / "checkpoints" / "last.ckpt"
+    model.train()
+    fit_stage(
+        trainer,
+        module,
+        datamodule=loaders,
+        ckpt_path=str(last) if resume and last.is_file() else None,
+    )
+    best = (ckpt.best_model_path or None) if val is not None else None
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    model = model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    return model, StageResult(epochs, best, last_logged(trainer, "train/images_per_s"))
+
+
+def report_run(
+    out: Path,
+    config: FinetuneConfig,
+    model: Classifier,
+    preprocess: PreprocessModule,
+    cache: FeatureCache,
+    parts: RunData,
+    stage: StageResult,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Score the validation and test parts and write ``out/report``; returns both scores."""
+    from transfer.evaluate import evaluate_model, write_report
+
+    def score(part: LabelledImages | None) -> dict[str, Any] | None:
+        if part is None:
+            return None
+        if config.strategy == "linear":  # frozen backbone: features come from the cache
+            return evaluate_cached(cache, model, preprocess, part)
+        return evaluate_model(model, preprocess, part)
+
+    val_metrics, test_metrics = score(parts.val), score(parts.test)
+    if test_metrics is not None:
+        report_metrics, split = test_metrics, "test"
+    elif val_metrics is not None:
+        report_metrics, split = val_metrics, "validation"
+    else:  # nothing held out: say so, the numbers are optimistic
+        report_metrics, split = score(parts.train), "training (optimistic)"
+    assert report_metrics is not None
+    write_report(
+        out / "report",
+        report_metrics,
+        parts.real.classes,
+        config.to_dict(),
+        logs=out / "logs",
+        title=f"{config.backbone} / {config.strategy}",
+        extra={
+            "split": split,
+            "finetune_epochs": stage.epochs,
+            "skipped": [list(s) for s in parts.real.skipped],
+        },
+    )
+    return val_metrics, test_metrics

@@ -1,0 +1,108 @@
+"""The linear probe: the head trained on frozen, cached backbone features (the ``linear``
+strategy, and ``lp-ft``'s first stage), and evaluation from the same cache."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from augmentor.pipeline import Pipeline
+from augmentor.seeding import stream, torch_generator
+from transfer.classifier import Classifier, GroupSpec
+from transfer.config import FinetuneConfig
+from transfer.features import FeatureCache
+from transfer.images import LabelledImages
+from transfer.module import ClassifierModule, class_weights, sample_weights
+from transfer.preprocess import PreprocessModule
+from transfer.stages import device_name, fit_stage, stage_trainer
+
+log = logging.getLogger(__name__)
+
+__all__ = ["evaluate_cached", "train_probe"]
+
+
+def train_probe(
+    config: FinetuneConfig,
+    out: Path,
+    cache: FeatureCache,
+    model: Classifier,
+    preprocess: PreprocessModule,
+    train: LabelledImages,
+    val: LabelledImages | None,
+    pipeline: Pipeline | None,
+    synthetic: LabelledImages | None,
+    progress: bool,
+) -> None:
+    """Train ``model.head`` on cached frozen features (the linear probe)."""
+    device = device_name()
+    views = config.feature_views
+    pipe = pipeline if views > 1 else None
+    f_train = cache.features(model.backbone, preprocess, train, views, pipe, device=device)
+    f_val = (
+        cache.features(model.backbone, preprocess, val, 1, device=device)[0]
+        if val is not None
+        else None
+    )
+    feats, labels = [f_train.reshape(-1, f_train.shape[-1])], [np.tile(train.labels, views)]
+    if synthetic is not None and config.synthetic_ratio > 0:
+        f_syn = cache.features(model.backbone, preprocess, synthetic, 1, device=device)[0]
+        n = min(len(synthetic), round(config.synthetic_ratio * len(train) * views))
+        pick = stream(config.seed, "probe-synthetic").permutation(len(synthetic))[:n]
+        feats.append(f_syn[pick])
+        labels.append(synthetic.labels[pick])
+    x = torch.cat(feats)
+    y = torch.from_numpy(np.concatenate(labels))
+    log.info(
+        "probe: %d feature rows (%d images x %d views), cache hits %d, misses %d",
+        len(x),
+        len(train),
+        views,
+        cache.hits,
+        cache.misses,
+    )
+    k = len(train.classes)
+    group = GroupSpec("head", list(model.head.parameters()), config.head_lr, 0)
+    module = ClassifierModule(
+        model.head,
+        [group],
+        k,
+        config.probe_epochs,
+        config.weight_decay,
+        warmup_epochs=0.0,
+        label_smoothing=config.label_smoothing,
+        class_weights=class_weights(y.numpy(), k) if config.balance == "loss" else None,
+    )
+    generator = torch_generator(config.seed, "probe-shuffle")
+    if config.balance == "sampler":
+        w = torch.from_numpy(sample_weights(y.numpy(), k))
+        sampler: Any = torch.utils.data.WeightedRandomSampler(w, len(w), generator=generator)
+        loader = DataLoader(TensorDataset(x, y), batch_size=config.batch_size, sampler=sampler)
+    else:
+        loader = DataLoader(
+            TensorDataset(x, y), batch_size=config.batch_size, shuffle=True, generator=generator
+        )
+    val_loader = (
+        DataLoader(TensorDataset(f_val, torch.from_numpy(val.labels)), batch_size=256)
+        if val is not None and f_val is not None
+        else None
+    )
+    trainer = stage_trainer(
+        config, out, config.probe_epochs, "probe", [], False, progress, validate=val is not None
+    )
+    fit_stage(trainer, module, loader, val_loader)
+
+
+def evaluate_cached(
+    cache: FeatureCache, model: Classifier, preprocess: PreprocessModule, data: LabelledImages
+) -> dict[str, Any]:
+    from transfer.evaluate import classification_metrics
+
+    feats = cache.features(model.backbone, preprocess, data, 1, device=device_name())[0]
+    with torch.inference_mode():
+        probs = model.head.eval()(feats).softmax(1).numpy()
+    return classification_metrics(data.labels, probs, data.classes)
