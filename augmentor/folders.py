@@ -252,8 +252,8 @@ def generate_folder(
                 # spawn, not fork: OpenCV's thread pool in this process would deadlock a fork
                 ctx = mp.get_context("spawn")
                 with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-                    results = pool.imap(_run_job, todo, chunksize=4)
-                    _consume(results, jobs, entries, manifest, report, progress, pipeline.seed)
+                    pooled = pool.imap(_run_job, todo, chunksize=4)
+                    _consume(pooled, jobs, entries, manifest, report, progress, pipeline.seed)
     except BaseException:
         remove_temporaries(dst)
         raise
@@ -365,7 +365,7 @@ def _cell(image: np.ndarray, cell: int) -> Any:
     pil = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).convert("RGB")
     scale = cell / max(pil.size)
     new = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
-    pil = pil.resize(new, Image.NEAREST if scale >= 2 else Image.LANCZOS)
+    pil = pil.resize(new, Image.Resampling.NEAREST if scale >= 2 else Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", (cell, cell), (255, 255, 255))
     canvas.paste(pil, ((cell - new[0]) // 2, (cell - new[1]) // 2))
     return canvas

@@ -252,9 +252,9 @@ class Manifest:
 
 def write_image_folder(
     root: str | Path,
-    images: np.ndarray,
+    images: Sequence[np.ndarray] | np.ndarray,
     labels: np.ndarray,
-    class_names: list[str],
+    class_names: Sequence[str],
     prefix: str = "img",
     names: Sequence[str] | None = None,
 ) -> int:

@@ -92,11 +92,11 @@ class Pipeline:
                 index = self._calls
                 self._calls += 1
             rng = rng_for(self.seed, epoch, index)
-        rng = _rng(rng)
+        draws = _rng(rng)
         canvas = Canvas(int(size[0]), int(size[1]), int(channels))
         out: list[Record] = []
         for op in self.ops:
-            op.sample(rng, canvas, out)
+            op.sample(draws, canvas, out)  # type: ignore[arg-type]  # SampleRng quacks
         return out
 
     @property

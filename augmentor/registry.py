@@ -9,6 +9,7 @@ carry a one-line description. Importing this module imports nothing heavy.
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import fnmatch
 from collections.abc import Callable, Iterator
@@ -97,7 +98,7 @@ class Registry(Generic[T]):
         where = "; ".join(w for w in (f"see {self.lister}" if self.lister else "", extra) if w)
         return f"unknown {self.kind} {name!r}{hint}" + (f" ({where})" if where else "")
 
-    def list(self, pattern: str = "*") -> list[str]:
+    def list(self, pattern: str = "*") -> builtins.list[str]:
         """The registered names matching a glob, sorted."""
         return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
 
@@ -112,11 +113,12 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.list())
 
-    def items(self) -> list[tuple[str, T]]:
+    def items(self) -> builtins.list[tuple[str, T]]:
         return sorted(self._entries.items())
 
 
-OPS: Registry[type] = Registry("op", "augmentor.list_ops()")
+# ops, containers and policies: classes with the duck-typed kernel interface of Op
+OPS: Registry[Any] = Registry("op", "augmentor.list_ops()")
 
 
 def register_op(name: str) -> Callable[[Any], Any]:

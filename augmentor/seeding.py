@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +31,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MAX_WORD", "PURPOSES", "rng_for", "stream", "torch_generator"]
+__all__ = ["MAX_WORD", "PURPOSES", "global_seed", "rng_for", "stream", "torch_generator"]
 
 MAX_WORD = 2**32 - 1  # seeds, epochs, indices and keys are single 32-bit words
 
@@ -55,6 +57,7 @@ PURPOSES: dict[str, int] = {
     "audit": 18,  # folds of `augment audit`
     "op-decision": 19,  # reserved: per-op apply/skip decisions
     "feature-view": 20,  # the augmentation of a cached feature view (by image content)
+    "init": 21,  # the initial weights of networks built by the library
 }
 
 
@@ -99,3 +102,31 @@ def torch_generator(
     g = torch.Generator(device=device)
     g.manual_seed((int(state[0]) << 31) ^ int(state[1]))  # < 2**63, as torch requires
     return g
+
+
+@contextmanager
+def global_seed(seed: int, purpose: str = "init", *keys: int) -> Iterator[None]:
+    """Seed the global generators of torch (CPU and CUDA), numpy and ``random`` from
+    ``(seed, purpose, keys)`` inside the block, and give the caller its own states back after.
+
+    Some draws cannot take a generator: a network's initial weights (``nn.Module`` constructors)
+    and the dropout of a training step draw from torch's global generator. A library call
+    that builds or trains a network runs them inside this block, so its result is a function
+    of its seed, and the caller's random state is the same before and after the call.
+    """
+    import random
+
+    import torch
+
+    word = int(_sequence(seed, purpose, keys).generate_state(1, np.uint32)[0])
+    py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002 (restored)
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        random.seed(word)
+        np.random.seed(word)  # noqa: NPY002 (the legacy global state is what is scoped)
+        torch.manual_seed(word)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)  # noqa: NPY002

@@ -127,6 +127,7 @@ def parse_inputs(inputs: Any) -> Parsed:
         if "mask" in roles:
             orig = flat[roles["mask"]]
             m = sample.mask
+            assert m is not None  # a mask went in, so the executor moved one
             if hasattr(orig, "detach"):
                 import torch
 
@@ -153,9 +154,11 @@ def parse_inputs(inputs: Any) -> Parsed:
                 )
                 out[roles["boxes"]] = TF.convert_bounding_box_format(bb, new_format=orig.format)
             else:
+                assert sample.boxes is not None
                 out[roles["boxes"]] = sample.boxes.astype(np.asarray(orig).dtype)
         if "keypoints" in roles:
             orig = flat[roles["keypoints"]]
+            assert sample.keypoints is not None
             kp = sample.keypoints.reshape(extra["kps_shape"])
             if _tv_kind(orig) == "keypoints":
                 import torch

@@ -59,7 +59,7 @@ def build_trainer(
         devices=devices,
         num_nodes=num_nodes,
         strategy=strategy,
-        precision=precision or default_precision(),
+        precision=precision or default_precision(),  # type: ignore[arg-type]  # a str Literal
         logger=loggers,
         callbacks=list(callbacks),
         enable_progress_bar=progress,

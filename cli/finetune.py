@@ -164,7 +164,7 @@ def finetune_options(f: Any) -> Any:
         ),
     ]
     for option in options:
-        f = option(f)
+        f = option(f)  # type: ignore[operator]
     return f
 
 

@@ -23,11 +23,15 @@ class LazyChoice(click.Choice):
         self._choices: list[str] | None = None
         self.case_sensitive = True
 
-    @property  # type: ignore[override]
-    def choices(self) -> list[str]:
+    @property  # type: ignore[override]  # click declares a plain attribute; computed here
+    def choices(self) -> Sequence[Any]:
         if self._choices is None:
             self._choices = [*self._load(), *self._extra]
         return self._choices
+
+    @choices.setter
+    def choices(self, value: Sequence[Any]) -> None:
+        self._choices = list(value)
 
 
 def _preset_names() -> list[str]:

@@ -39,7 +39,7 @@ def test_lite0_recognises_real_photos(lite0):
     assert coffee.softmax(0)[967] > 0.5
 
 
-def test_lite0_mapping_loads_strictly_including_the_classifier():
+def test_lite0_mapping_loads_strictly_including_the_classifier(global_rng):
     import timm
 
     from transfer.backbones.lite import lite_wheel_file as _lite_wheel_file
@@ -67,7 +67,7 @@ def test_registry_lists_and_rejects_with_suggestion():
         create_backbone("efficientnet_lit0")
 
 
-def test_timm_name_with_random_init_and_offline_error(monkeypatch):
+def test_timm_name_with_random_init_and_offline_error(monkeypatch, global_rng):
     bb = create_backbone("timm/resnet10t", pretrained=False).eval()
     assert bb(torch.zeros(1, 3, 32, 32)).shape == (1, bb.num_features)
     from timm.data import resolve_model_data_config
@@ -83,7 +83,7 @@ def test_timm_name_with_random_init_and_offline_error(monkeypatch):
         create_backbone("timm/resnet10t")
 
 
-def test_weights_file_round_trip_and_errors(tmp_path):
+def test_weights_file_round_trip_and_errors(tmp_path, global_rng):
     from safetensors.torch import save_file
 
     src = create_backbone("small_cnn", pretrained=False)
@@ -107,7 +107,7 @@ def test_weights_file_round_trip_and_errors(tmp_path):
         create_backbone("small_cnn", weights=tmp_path / "missing.pt")
 
 
-def test_frozen_batchnorm_gives_the_same_features_in_train_mode(lite0):
+def test_frozen_batchnorm_gives_the_same_features_in_train_mode(lite0, global_rng):
     model = Classifier(lite0, 3)
     for p in model.backbone.parameters():
         p.requires_grad_(False)
@@ -128,7 +128,7 @@ def test_frozen_batchnorm_gives_the_same_features_in_train_mode(lite0):
     model.eval()
 
 
-def test_bn_stats_frozen_keeps_all_batchnorm_in_eval_while_training():
+def test_bn_stats_frozen_keeps_all_batchnorm_in_eval_while_training(global_rng):
     bb = create_backbone("timm/resnet10t", pretrained=False)
     model = Classifier(bb, 2, bn_stats_frozen=True).train()
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
@@ -137,7 +137,7 @@ def test_bn_stats_frozen_keeps_all_batchnorm_in_eval_while_training():
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 28, 28), (2, 3, 60, 40), (1, 4, 31, 97)])
-def test_preprocess_any_size_and_channels(shape):
+def test_preprocess_any_size_and_channels(shape, global_rng):
     pre = PreprocessModule(Preprocessing(32, 36, (0.5,) * 3, (0.25,) * 3, "bicubic"))
     x = torch.randint(0, 256, shape, dtype=torch.uint8)
     y = pre(x)

@@ -104,6 +104,7 @@ def test_same_seed_byte_identical_for_any_worker_count(fmnist_folder, tmp_path):
     ).read_text()
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_gives_the_uninterrupted_result(fmnist_folder, tmp_path):
     args = ["generate", fmnist_folder, None, "--per-image", 60, "--preset", "medium"]
     ref = tmp_path / "ref"

@@ -6,6 +6,8 @@ import re
 import pytest
 from test_cli import augment
 
+pytestmark = pytest.mark.slow  # runs the whole job in subprocesses: `make test-slow`
+
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):

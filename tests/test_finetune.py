@@ -136,7 +136,7 @@ def test_linear_probe_keeps_the_backbone_and_uses_the_cache(fmnist, tmp_path):
     assert len(list((tmp_path / "a" / "feature_cache").rglob("*.safetensors"))) == len(shards)
 
 
-def test_feature_cache_keys(fmnist, tmp_path):
+def test_feature_cache_keys(fmnist, tmp_path, global_rng):
     from transfer.backbones import create_backbone
 
     torch.manual_seed(0)
@@ -184,10 +184,11 @@ def test_gradual_unfreezing_trains_groups_from_the_top(fmnist, tmp_path):
         unfreeze_every=1,
         bn_stats_frozen=False,
     )
-    torch.manual_seed(0)
+    from augmentor.seeding import global_seed
     from transfer.backbones import create_backbone
 
-    fresh = create_backbone("timm/resnet10t", pretrained=False)  # the same init as the run's
+    with global_seed(cfg.seed):  # the scope finetune builds its network in
+        fresh = create_backbone("timm/resnet10t", pretrained=False)  # the same init as the run's
     before = {k: v.clone() for k, v in fresh.body.state_dict().items()}
     r = finetune(fmnist, tmp_path, cfg, progress=False, export=False)
     after = r.model.backbone.body.state_dict()
@@ -208,7 +209,7 @@ def test_schedule_is_zero_until_a_group_unfreezes():
     assert cosine_factor(5, 10, None, 1.0, 5) == 0.0
 
 
-def test_backbone_groups_rates_and_starts():
+def test_backbone_groups_rates_and_starts(global_rng):
     from transfer.backbones import create_backbone
 
     bb = create_backbone("timm/resnet10t", pretrained=False)
@@ -220,7 +221,7 @@ def test_backbone_groups_rates_and_starts():
     assert sum(len(g.params) for g in groups) == len(list(bb.parameters()))
 
 
-def test_synthetic_images_join_training_only(fmnist):
+def test_synthetic_images_join_training_only(fmnist, global_rng):
     from transfer.backbones import create_backbone
 
     pre = PreprocessModule(create_backbone("small_cnn", pretrained=False).preprocessing)
@@ -283,7 +284,7 @@ def test_classification_metrics_on_an_imbalanced_set():
     assert m["per_class"][1]["recall"] == 0 and m["confusion"] == [[4, 0], [1, 0]]
 
 
-def test_fine_tuning_keeps_the_whole_short_side_by_default():
+def test_fine_tuning_keeps_the_whole_short_side_by_default(global_rng):
     from transfer.backbones import create_backbone
 
     # The Lite family's own recipe is ImageNet's evaluation crop (resize 256, crop 224); a
@@ -312,7 +313,7 @@ def test_config_validation_names_the_field():
         FinetuneConfig(epochs=True)
 
 
-def test_mixup_and_cutmix_mix_training_batches(fmnist):
+def test_mixup_and_cutmix_mix_training_batches(fmnist, global_rng):
     from transfer.backbones import create_backbone
     from transfer.classifier import Classifier, GroupSpec
     from transfer.module import ClassifierModule

@@ -38,7 +38,7 @@ def gdata():
 
 
 @pytest.mark.parametrize("kind", sorted(GENERATORS))
-def test_sample_contract(kind):
+def test_sample_contract(kind, global_rng):
     model = tiny(kind)
     g = torch.Generator().manual_seed(0)
     imgs = model.sample(5, generator=g)
@@ -70,7 +70,7 @@ def _save(kind, directory):
 
 
 @pytest.mark.parametrize("kind", sorted(GENERATORS))
-def test_load_in_a_fresh_process_without_training_code(kind, tmp_path):
+def test_load_in_a_fresh_process_without_training_code(kind, tmp_path, global_rng):
     model = _save(kind, tmp_path / "gen")
     expected = model.sample(
         6, labels=[0, 1, 2, 0, 1, 2], generator=torch.Generator().manual_seed(7)
@@ -100,7 +100,7 @@ def test_load_in_a_fresh_process_without_training_code(kind, tmp_path):
     assert names == {"config.json", "diffusion_pytorch_model.safetensors", "generator.json"}
 
 
-def test_broken_generator_directories(tmp_path):
+def test_broken_generator_directories(tmp_path, global_rng):
     _save("vae", tmp_path / "g")
     with pytest.raises(GeneratorError, match="does not exist"):
         load_generator(tmp_path / "nope")
@@ -191,7 +191,7 @@ def test_training_data_checks(tmp_path):
     assert load_training_data(tmp_path, image_size=24, channels=1).images.shape[1] == 1
 
 
-def test_diff_augment_is_seeded_and_differentiable():
+def test_diff_augment_is_seeded_and_differentiable(global_rng):
     x = (torch.rand(4, 3, 16, 16) * 2 - 1).requires_grad_()
     a = diff_augment(x, generator=torch.Generator().manual_seed(1))
     b = diff_augment(x, generator=torch.Generator().manual_seed(1))
@@ -217,7 +217,7 @@ def test_kid_ranks_real_closer_than_noise(gdata):
     assert far.kid > same.kid and far.fid > same.fid
 
 
-def test_generate_from_a_saved_generator_resumes(tmp_path):
+def test_generate_from_a_saved_generator_resumes(tmp_path, global_rng):
     from augmentor.generators.sample import sample_folder
 
     _save("gan", tmp_path / "gen")
@@ -233,6 +233,7 @@ def test_generate_from_a_saved_generator_resumes(tmp_path):
         sample_folder(tmp_path / "gen", tmp_path / "out", per_class=5, seed=4)
 
 
+@pytest.mark.slow
 def test_cli_train_then_generate(fmnist_folder, tmp_path):
     from test_cli import augment
 
@@ -306,7 +307,7 @@ def test_cli_train_then_generate(fmnist_folder, tmp_path):
     assert "needs at least 5 images" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_filtered_sampling_keeps_only_accepted_and_reports_rates(tmp_path):
+def test_filtered_sampling_keeps_only_accepted_and_reports_rates(tmp_path, global_rng):
     from augmentor.generators.sample import sample_folder
 
     _save("vae", tmp_path / "gen")
@@ -332,7 +333,8 @@ def test_filtered_sampling_keeps_only_accepted_and_reports_rates(tmp_path):
         )
 
 
-def test_cli_quality_report(fmnist_folder, tmp_path):
+@pytest.mark.slow
+def test_cli_quality_report(fmnist_folder, tmp_path, global_rng):
     from test_cli import augment
 
     model = tiny("gan")
@@ -360,7 +362,7 @@ def test_cli_quality_report(fmnist_folder, tmp_path):
 
 @pytest.mark.parametrize("kind", sorted(GENERATORS))
 @pytest.mark.parametrize("size", [28, 64])
-def test_sizes_and_rgb(kind, size):
+def test_sizes_and_rgb(kind, size, global_rng):
     kw = {"image_size": size, "channels": 3, "num_classes": 2, "base_channels": 8}
     if kind == "diffusion":
         kw["sample_steps"] = 1
@@ -370,7 +372,7 @@ def test_sizes_and_rgb(kind, size):
         generator_class(kind)(**{**kw, "image_size": 30})
 
 
-def test_class_batchnorm_scales_and_shifts_each_row_by_its_class():
+def test_class_batchnorm_scales_and_shifts_each_row_by_its_class(global_rng):
     bn = ClassBatchNorm2d(2, num_classes=3).train()
     with torch.no_grad():
         bn.scale.weight[1] = torch.tensor([2.0, 3.0])
@@ -386,7 +388,7 @@ def test_class_batchnorm_scales_and_shifts_each_row_by_its_class():
     )
 
 
-def test_a_gan_saved_before_class_bn_still_loads(tmp_path):
+def test_a_gan_saved_before_class_bn_still_loads(tmp_path, global_rng):
     old = ConditionalGenerator(image_size=16, channels=1, num_classes=3, base_channels=8)
     old.save_pretrained(tmp_path)
     cfg = json.loads((tmp_path / "config.json").read_text())

@@ -6,7 +6,7 @@ from augmentor import CutMix, MixUp
 
 
 @pytest.mark.parametrize("cls", [MixUp, CutMix])
-def test_labels_are_convex_and_seeded(cls):
+def test_labels_are_convex_and_seeded(cls, global_rng):
     x = torch.rand(8, 3, 16, 16)
     y = torch.arange(8) % 4
     op = cls(alpha=1.0, num_classes=4)
@@ -31,6 +31,6 @@ def test_cutmix_label_weight_is_pasted_area():
 @pytest.mark.parametrize(
     "labels", [[0, 5], [-1, 0], [0.0, 1.0]], ids=["above", "negative", "float"]
 )
-def test_bad_labels(cls, labels):
+def test_bad_labels(cls, labels, global_rng):
     with pytest.raises(ValueError, match=r"class indices in \[0, 3\)"):
         cls(num_classes=3)(torch.rand(2, 3, 4, 4), torch.tensor(labels), np.random.default_rng(0))

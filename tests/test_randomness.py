@@ -64,7 +64,7 @@ def _epoch(ds, workers):
     return [(np.asarray(x), y) for batch in loader for x, y in batch]
 
 
-def test_dataloader_output_independent_of_worker_count(photo):
+def test_dataloader_output_independent_of_worker_count(photo, global_rng):
     pipe = augmentor.preset("medium", seed=3)
     ds = AugmentedDataset(_Images(photo), pipe)
     ds.set_epoch(1)

@@ -32,6 +32,7 @@ def run_dir(fmnist_folder, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_finetune_then_predict(run_dir, fmnist_folder):
     images = sorted(fmnist_folder.rglob("*.png"))[:2]
     r = augment("predict", run_dir, *images, "--top-k", "2", "--json", check=0)
@@ -43,6 +44,7 @@ def test_finetune_then_predict(run_dir, fmnist_folder):
     assert r.stdout.startswith(f"{images[0]}: ")
 
 
+@pytest.mark.slow
 def test_predict_reports_unreadable_images(run_dir, fmnist_folder, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"nope")
@@ -51,6 +53,7 @@ def test_predict_reports_unreadable_images(run_dir, fmnist_folder, tmp_path):
     assert f"{bad}: error" in r.stderr and str(good) in r.stdout
 
 
+@pytest.mark.slow
 def test_evaluate_writes_a_report(run_dir, fmnist_folder, tmp_path):
     r = augment("evaluate", run_dir, fmnist_folder, "--out", tmp_path / "rep", check=0)
     assert "accuracy" in r.stdout
@@ -59,6 +62,7 @@ def test_evaluate_writes_a_report(run_dir, fmnist_folder, tmp_path):
     assert (tmp_path / "rep" / "confusion.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_evaluate_run_missing_a_file(run_dir, fmnist_folder, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)
@@ -68,6 +72,7 @@ def test_evaluate_run_missing_a_file(run_dir, fmnist_folder, tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_finetune_bad_input_is_one_line(fmnist_folder, tmp_path):
     one = tmp_path / "one"
     shutil.copytree(
@@ -113,6 +118,7 @@ def test_finetune_bad_input_is_one_line(fmnist_folder, tmp_path):
     assert f"'{cls.name}' has 1" in r.stderr
 
 
+@pytest.mark.slow
 def test_compare_prints_paired_differences_and_resumes(fmnist_folder, tmp_path):
     args = [
         "compare",

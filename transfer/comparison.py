@@ -213,7 +213,7 @@ def compare(
                 # an interrupted run resumes; a stale one (other config) is replaced
                 last = run / "checkpoints" / "last.ckpt"
                 partial = last.is_file() and not (run / "config.json").is_file()
-                result = finetune(
+                run_result = finetune(
                     real,
                     run,
                     config,
@@ -224,8 +224,8 @@ def compare(
                     resume=partial,
                     overwrite=not partial,
                 )
-                assert result.test_metrics is not None
-                got = {k: float(result.test_metrics[k]) for k in METRICS}
+                assert run_result.test_metrics is not None  # test_index was given
+                got = {k: float(run_result.test_metrics[k]) for k in METRICS}
                 atomic_write_text(run / SPLIT_FILE, split_key)
             else:
                 log.info("reusing finished run %s", run)

@@ -27,6 +27,7 @@ __all__ = [
     "CROP_PCT",
     "STRATEGIES",
     "FinetuneConfig",
+    "check_crop_pct",
 ]
 
 STRATEGIES = ("linear", "lp-ft", "gradual", "full")
@@ -44,6 +45,16 @@ AUTO_VAL_MIN = 100
 # mixing on 5 seeds; at 10/class the step rule still gives 60.
 AUTO_EPOCHS = 50
 AUTO_MIN_STEPS = 180
+
+
+def check_crop_pct(
+    value: Any, *, allow_none: bool = False, error: type[Exception] = DataError
+) -> Any:
+    """The one check of a centre-crop share, in ``CROP_PCT`` = (low, high] (None if allowed)."""
+    lo, hi = CROP_PCT
+    return check_number(
+        None, "crop_pct", value, lo, hi, lo_open=True, allow_none=allow_none, error=error
+    )
 
 
 @dataclass(frozen=True)

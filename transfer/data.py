@@ -161,6 +161,7 @@ class FinetuneData(L.LightningDataModule):
         self.seed, self.weights = seed, weights
 
     def train_dataloader(self) -> DataLoader:
+        assert self.trainer is not None, "the loaders are built by a Trainer"
         rank, world = self.trainer.global_rank, self.trainer.world_size
         sampler = EpochSampler(len(self.trainset), self.seed, True, self.weights, rank, world)
         return DataLoader(

@@ -216,7 +216,7 @@ def plot_curves(path: Path, stages: dict[str, list[dict[str, float]]]) -> bool:
     if not stages:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
-    offset = 0
+    offset = 0.0
     for stage, rows in stages.items():
         epochs = [offset + r["epoch"] + 1 for r in rows]
         for key, ax, style in (

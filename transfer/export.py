@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from augmentor.io import atomic_write_bytes, atomic_write_text
+from augmentor.seeding import global_seed
 from transfer.backbones import create_backbone
 from transfer.errors import RunError
 from transfer.preprocess import Preprocessing, PreprocessModule, to_chw_uint8
@@ -153,8 +154,9 @@ def load_run(run: str | Path) -> tuple[nn.Module, list[str], Preprocessing, dict
         raise RunError(
             f"{str(run)!r} is not a complete run directory: model.safetensors is missing"
         )
-    backbone = create_backbone(cfg["backbone"], pretrained=False)
-    model = Classifier(backbone, len(classes), cfg.get("dropout", 0.0))
+    with global_seed(0, "init"):  # random weights, replaced below: keep the caller's state
+        backbone = create_backbone(cfg["backbone"], pretrained=False)
+        model = Classifier(backbone, len(classes), cfg.get("dropout", 0.0))
     state = load_file(str(weights))
     expected = model.state_dict()
     bad = [k for k in expected if k not in state or state[k].shape != expected[k].shape]

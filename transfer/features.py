@@ -76,8 +76,12 @@ class FeatureCache:
         >>> from transfer.backbones import create_backbone
         >>> bb = create_backbone("small_cnn", pretrained=False)
         >>> data = LabelledImages.from_arrays(np.zeros((3, 28, 28), np.uint8), [0, 1, 1], "ab")
-        >>> cache.features(bb, PreprocessModule(bb.preprocessing), data, views=2).shape
+        >>> from augmentor import preset
+        >>> pre = PreprocessModule(bb.preprocessing)
+        >>> cache.features(bb, pre, data, views=2, pipeline=preset("light")).shape
         torch.Size([2, 3, 3136])
+        >>> cache.misses, cache.features(bb, pre, data).shape, cache.hits
+        (6, torch.Size([1, 3, 3136]), 3)
     """
 
     def __init__(self, root: str | Path | None) -> None:
@@ -95,8 +99,8 @@ class FeatureCache:
             "input_size": preprocess.input_size,
             "resize_size": preprocess.resize_size,
             "mode": preprocess.mode,
-            "mean": preprocess.mean.flatten().tolist(),
-            "std": preprocess.std.flatten().tolist(),
+            "mean": preprocess.get_buffer("mean").flatten().tolist(),
+            "std": preprocess.get_buffer("std").flatten().tolist(),
         }
         h.update(json.dumps(pre, sort_keys=True).encode())
         if pipeline is not None:

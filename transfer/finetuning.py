@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from augmentor.pipeline import Pipeline
+from augmentor.seeding import global_seed
 from transfer.backbones import create_backbone
 from transfer.classifier import Classifier, GroupSpec, backbone_groups
 from transfer.config import AUTO_VAL_MIN, FinetuneConfig
@@ -116,11 +116,29 @@ def finetune(
         export: write the TorchScript and ONNX models.
         callbacks: extra Lightning callbacks for the fine-tuning stage.
     """
+    config = config or FinetuneConfig()
+    with global_seed(config.seed):  # initial weights and dropout; the caller's state is kept
+        return _finetune(
+            data, Path(out), config, train_index, test_index, resume, overwrite, progress,
+            export, callbacks,
+        )  # fmt: skip
+
+
+def _finetune(
+    data: str | Path | LabelledImages,
+    out: Path,
+    config: FinetuneConfig,
+    train_index: np.ndarray | None,
+    test_index: np.ndarray | None,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    export: bool,
+    callbacks: Sequence[Callback],
+) -> FinetuneResult:
     from transfer.export import export_model, save_run
 
-    config = config or FinetuneConfig()
-    out = prepare_run_dir(Path(out), resume, overwrite)
-    L.seed_everything(config.seed, workers=True, verbose=False)
+    out = prepare_run_dir(out, resume, overwrite)
     parts = split_data(data, config, train_index, test_index)
     pipeline = config.augmentation()
     model, pre = build_classifier(config, len(parts.real.classes))
@@ -232,7 +250,7 @@ def finetune_stage(
     for p in model.parameters():
         p.requires_grad_(True)
     if torch.cuda.is_available():
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model = model.to(memory_format=torch.channels_last)
     trainset = TrainImages(
         train, preprocess, pipeline, parts.synthetic, config.synthetic_ratio, config.seed
     )
@@ -295,7 +313,7 @@ def finetune_stage(
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
-    model = model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    model = model.to(memory_format=torch.contiguous_format)
     return model, StageResult(epochs, best, last_logged(trainer, "train/images_per_s"))
 
 
@@ -319,6 +337,7 @@ def report_run(
         return evaluate_model(model, preprocess, part)
 
     val_metrics, test_metrics = score(parts.val), score(parts.test)
+    report_metrics: dict[str, Any] | None
     if test_metrics is not None:
         report_metrics, split = test_metrics, "test"
     elif val_metrics is not None:

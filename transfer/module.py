@@ -143,7 +143,7 @@ class ClassifierModule(L.LightningModule):
             )
             for g in self.groups
         ]
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)  # type: ignore[arg-type]
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

@@ -66,8 +66,10 @@ class Preprocessing:
     def with_crop(self, crop_pct: float) -> Preprocessing:
         """The same recipe with the centre crop keeping ``crop_pct`` of the resized short side
         (timm's ``crop_pct``); 1.0 keeps all of it."""
-        if not 0.5 < crop_pct <= 1.0:
-            raise BackboneError(f"crop_pct must be in (0.5, 1], got {crop_pct!r}")
+        from transfer.config import check_crop_pct
+
+        check_crop_pct(crop_pct, error=BackboneError)
+        # crop_pct > 0.5 keeps input / crop_pct below 2 * input; only rounding can reach it
         resize = max(self.input_size, round(self.input_size / crop_pct))
         resize = min(resize, 2 * self.input_size - 1)
         return dataclasses.replace(self, resize_size=resize)
@@ -128,7 +130,7 @@ class PreprocessModule(nn.Module):
         if torch.jit.is_scripting():
             short = min(h, w)
         else:
-            short = torch.sym_min(h, w)
+            short = _sym_min(h, w)
         # Centre square of the short side scaled by input/resize (the crop ratio), then one
         # resize to a fixed input_size x input_size: the network downstream sees a static shape.
         side = (2 * short * self.input_size + self.resize_size) // (2 * self.resize_size)
@@ -143,7 +145,14 @@ class PreprocessModule(nn.Module):
             x = F.interpolate(x, size=size, mode="nearest")
         else:
             x = F.interpolate(x, size=size, mode=self.mode, align_corners=False, antialias=True)
-        return (x.clamp(0.0, 255.0) - self.mean) / self.std
+        # (buffers; typing them on the class would break TorchScript's annotation parsing)
+        return (x.clamp(0.0, 255.0) - self.mean) / self.std  # type: ignore[operator]
+
+
+def _sym_min(a: int, b: int) -> int:
+    """``min`` that torch.export keeps symbolic (a SymInt, typed as int here; kept outside
+    ``forward`` because TorchScript reads the type comments there)."""
+    return torch.sym_min(a, b)  # type: ignore[return-value]
 
 
 def to_chw_uint8(image: np.ndarray) -> torch.Tensor:

@@ -80,7 +80,9 @@ def train_probe(
     generator = torch_generator(config.seed, "probe-shuffle")
     if config.balance == "sampler":
         w = torch.from_numpy(sample_weights(y.numpy(), k))
-        sampler: Any = torch.utils.data.WeightedRandomSampler(w, len(w), generator=generator)
+        sampler: Any = torch.utils.data.WeightedRandomSampler(
+            w.tolist(), len(w), generator=generator
+        )
         loader = DataLoader(TensorDataset(x, y), batch_size=config.batch_size, sampler=sampler)
     else:
         loader = DataLoader(

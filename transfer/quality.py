@@ -13,11 +13,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from augmentor.seeding import global_seed
 from transfer.backbones import create_backbone
 from transfer.preprocess import PreprocessModule
 
@@ -93,7 +95,6 @@ def kid_fid_features(
     if n < 10:
         raise ValueError(f"need at least 10 real and 10 fake images, got {len(fr)}/{len(ff)}")
     feat = _Precomputed(fr.shape[1])
-    torch.manual_seed(seed)  # torchmetrics' KID draws its subsets from the global generator
     with warnings.catch_warnings():  # "features kept in memory": a few thousand rows at most
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         kid = KernelInceptionDistance(
@@ -103,7 +104,8 @@ def kid_fid_features(
     for metric in (kid, fid):
         metric.update(fr, real=True)
         metric.update(ff, real=False)
-    k_mean, k_std = kid.compute()
+    with global_seed(seed, "quality"):  # torchmetrics' KID draws its subsets globally
+        k_mean, k_std = kid.compute()
     return Quality(float(k_mean), float(k_std), float(fid.compute()), len(fr), len(ff))
 
 
@@ -139,7 +141,7 @@ def memorisation(
     return memorisation_features(space(real), space(fake))
 
 
-def memorisation_features(fr: torch.Tensor, ff: torch.Tensor) -> dict[str, float | list[int]]:
+def memorisation_features(fr: torch.Tensor, ff: torch.Tensor) -> dict[str, Any]:
     """:func:`memorisation` on features already computed (real ``fr``, fake ``ff``)."""
     d_fake, idx = nearest_real(ff, fr)
     rr = nn.functional.normalize(fr, dim=1)

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from transfer.comparison import Comparison
+from transfer.comparison import Comparison, ConfigSpec
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +91,13 @@ def run_study(
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = {}
+    data: dict[str, Path] = {}
     for split in ("train", "test"):
-        data[split] = _write_once(
-            out / "data" / split,
-            lambda folder, split=split: export_dataset("fashion-mnist-subset", folder, split),
-        )
+
+        def export(folder: Path, split: str = split) -> int:
+            return export_dataset("fashion-mnist-subset", folder, split)
+
+        data[split] = _write_once(out / "data" / split, export)
     train = load_folder(data["train"])
     test = load_folder(data["test"], train.classes)
     say(
@@ -149,7 +150,7 @@ def run_study(
             raise RuntimeError(f"repeat {r}: the training draw differs from the generator's")
         return replace(base, synthetic=str(folder))
 
-    configs = {
+    configs: dict[str, ConfigSpec] = {
         CONFIGS[0]: replace(base, preset=None),
         CONFIGS[1]: base,
         CONFIGS[2]: with_synthetic,

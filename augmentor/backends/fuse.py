@@ -99,7 +99,7 @@ def compose_color(
             m_tot, b_tot = m @ m_tot, m @ b_tot + b
         if k < last_mean_user:
             mu = m @ mu + b
-    if m_tot is None:
+    if m_tot is None or b_tot is None:
         return np.eye(mean.shape[0]), np.zeros(mean.shape[0])
     return m_tot, b_tot
 

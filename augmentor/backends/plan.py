@@ -132,7 +132,7 @@ class _WarpBuilder:
             self.interpolation = params["interpolation"]
         if cls.reads_outside(params, size):
             self.fill = params.get("fill", 0.0)
-            if self.records:  # the current canvas is a sub-rectangle of the source
+            if self.matrix is not None:  # the canvas is a sub-rectangle of the source
                 x0, y0, x1, y1 = _pull_back_rect(self.matrix, size)
                 sh, sw = self.src_size
                 if self.clip is not None:
@@ -141,11 +141,13 @@ class _WarpBuilder:
                 if not (x0 <= 0 and y0 <= 0 and x1 >= sw and y1 >= sh):
                     self.clip = (x0, y0, x1, y1)
         m = cls.matrix(params, size)
-        self.matrix = m @ self.matrix if self.records else m
+        self.matrix = m if self.matrix is None else m @ self.matrix
         self.axis = self.axis and _axis_aligned(m)
         self.records.append(record)
 
     def build(self, out_size: Size) -> WarpStep:
+        if self.matrix is None:
+            raise ValueError("a warp step needs at least one geometric op")
         return WarpStep(
             self.matrix,
             self.src_size,

@@ -185,7 +185,7 @@ def field_batch(steps: list[FieldStep], x: torch.Tensor) -> torch.Tensor:
 
 
 def _signature(steps: list) -> tuple:
-    sig = []
+    sig: list[tuple[Any, ...]] = []
     for s in steps:
         if isinstance(s, WarpStep):
             sig.append(("warp", tuple(s.out_size), s.interpolation))
@@ -241,17 +241,18 @@ def apply_records_batch(
         raise ValueError(f"images must be N x C x H x W, got shape {tuple(images.shape)}")
     if len(records) != images.shape[0]:
         raise ValueError(f"got {len(records)} record lists for {images.shape[0]} images")
-    size = tuple(images.shape[-2:])
+    size = (int(images.shape[-2]), int(images.shape[-1]))
     plans = [plan(r, size) for r in records]
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(plans):
         groups.setdefault(_signature(p), []).append(i)
-    outs: list[torch.Tensor | None] = [None] * len(plans)
+    by_index: dict[int, torch.Tensor] = {}
     for idx in groups.values():
         sub = images[idx] if len(idx) < len(plans) else images
         y = run_group([plans[i] for i in idx], sub)
         for j, i in enumerate(idx):
-            outs[i] = y[j]
+            by_index[i] = y[j]
+    outs = [by_index[i] for i in range(len(plans))]
     shapes = {(o.shape, o.dtype) for o in outs}
     if len(shapes) == 1:
         return torch.stack(outs)

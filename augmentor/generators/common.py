@@ -120,7 +120,7 @@ class DivergenceError(RuntimeError):
     was kept."""
 
 
-def save_generator(model: torch.nn.Module, directory: Path, meta: dict[str, Any]) -> None:
+def save_generator(model: Any, directory: Path, meta: dict[str, Any]) -> None:
     """Write a generator directory atomically; refuses non-finite weights."""
     for name, p in model.state_dict().items():
         if p.is_floating_point() and not torch.isfinite(p).all():

@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.unets.unet_2d import UNet2DModel
+from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
 
 from augmentor.generators.common import (
     GeneratorError,
@@ -25,7 +28,7 @@ from augmentor.generators.common import (
 )
 
 
-class ConditionalDiffusion(ModelMixin, ConfigMixin):
+class ConditionalDiffusion(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers\' own two bases disagree on config_name
     """A class-conditional denoiser and its noise schedule.
 
     Example:
@@ -66,13 +69,18 @@ class ConditionalDiffusion(ModelMixin, ConfigMixin):
             norm_num_groups=min(8, base_channels),
         )
 
+    @property
+    def cfg(self) -> Any:
+        """The registered config (diffusers' FrozenDict; its stubs type it as a plain dict)."""
+        return self.config
+
     def train_scheduler(self) -> DDPMScheduler:
         return DDPMScheduler(**self._schedule())
 
     def _schedule(self) -> dict[str, Any]:
         """The noise schedule, shared by training and by every sampler."""
         return {
-            "num_train_timesteps": self.config.num_train_timesteps,
+            "num_train_timesteps": self.cfg.num_train_timesteps,
             "beta_schedule": "squaredcos_cap_v2",
         }
 
@@ -87,9 +95,9 @@ class ConditionalDiffusion(ModelMixin, ConfigMixin):
         gdev = generator.device if generator is not None else dev
         noise = randn(x.shape, generator, dev)
         t = torch.randint(
-            0, sched.config.num_train_timesteps, (x.shape[0],), generator=generator, device=gdev
+            0, self.cfg.num_train_timesteps, (x.shape[0],), generator=generator, device=gdev
         ).to(dev)
-        noisy = sched.add_noise(x, noise, t)
+        noisy = sched.add_noise(x, noise, t)  # type: ignore[arg-type]  # a long tensor
         loss = torch.nn.functional.mse_loss(self(noisy, t, y), noise)
         return loss, {"loss": loss.detach()}
 
@@ -103,17 +111,15 @@ class ConditionalDiffusion(ModelMixin, ConfigMixin):
     ) -> torch.Tensor:
         """``n`` uint8 images ``(n, C, H, W)`` in ``steps`` (default ``sample_steps``) steps."""
         dev = next(self.parameters()).device
-        y = check_labels(n, labels, self.config.num_classes, dev)
+        y = check_labels(n, labels, self.cfg.num_classes, dev)
         if n == 0:
             return no_images(self.config)
-        c, s = self.config.channels, self.config.image_size
+        c, s = self.cfg.channels, self.cfg.image_size
         kw = self._schedule()
         sched = (
-            DDIMScheduler(**kw)
-            if self.config.sampler == "ddim"
-            else DPMSolverMultistepScheduler(**kw)
+            DDIMScheduler(**kw) if self.cfg.sampler == "ddim" else DPMSolverMultistepScheduler(**kw)
         )
-        sched.set_timesteps(steps or self.config.sample_steps)
+        sched.set_timesteps(steps or self.cfg.sample_steps)
         x = randn((n, c, s, s), generator, dev)
         with evaluating(self):
             for t in sched.timesteps:

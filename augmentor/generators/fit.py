@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -29,6 +28,7 @@ from augmentor.generators.common import VERSIONS, DivergenceError, save_generato
 from augmentor.generators.config import TrainConfig
 from augmentor.generators.data import GeneratorData, load_training_data
 from augmentor.generators.system import build_system
+from augmentor.seeding import global_seed
 from augmentor.trainer import build_trainer, fit, versions
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,8 @@ def estimate_seconds(config: TrainConfig, data: GeneratorData, probe_steps: int 
     """Seconds per training step, timed on a few real steps of the kind's own system (for
     ``--dry-run``); the first step (warm-up) is not counted."""
     system = build_system(config, data)
-    opts = system.configure_optimizers()
-    opts = opts if isinstance(opts, list) else [opts]
+    configured: Any = system.configure_optimizers()  # one optimizer, or a list of them
+    opts = list(configured) if isinstance(configured, list) else [configured]
     system.train()
     times = []
     for s in range(probe_steps + 1):
@@ -102,6 +102,19 @@ def train_generator(
         score: quality of sampled images, e.g. KID (lower is better) in a pretrained feature
             space; tracked every epoch and the best generator kept.
     """
+    with global_seed(config.seed):
+        return _train(data, out, config, resume, progress, score, callbacks)
+
+
+def _train(
+    data: str | Path | GeneratorData,
+    out: str | Path,
+    config: TrainConfig,
+    resume: bool,
+    progress: bool,
+    score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]] | None,
+    callbacks: list[Callback] | None,
+) -> TrainResult:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not isinstance(data, GeneratorData):
@@ -110,7 +123,6 @@ def train_generator(
         log.warning("%s", note)
     config = resolve_config(config, data)
     epochs = math.ceil(config.steps / config.steps_per_epoch) if config.steps else 10**9
-    L.seed_everything(config.seed, verbose=False)
     module = build_system(config, data)
     meta = {
         "kind": config.kind,

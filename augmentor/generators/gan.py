@@ -15,6 +15,8 @@ that way.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
@@ -95,7 +97,7 @@ class ClassBatchNorm2d(nn.Module):
         return self.bn(x) * self.scale(y)[:, :, None, None] + self.shift(y)[:, :, None, None]
 
 
-class ConditionalGenerator(ModelMixin, ConfigMixin):
+class ConditionalGenerator(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers\' own two bases disagree on config_name
     """z + class embedding -> image in [-1, 1].
 
     ``class_bn``: the up-sampling blocks' BatchNorm takes its scale and shift from the class
@@ -141,6 +143,11 @@ class ConditionalGenerator(ModelMixin, ConfigMixin):
         self.blocks = nn.Sequential(*blocks, nn.Conv2d(width, channels, 3, 1, 1), nn.Tanh())
         self.top = top
 
+    @property
+    def cfg(self) -> Any:
+        """The registered config (diffusers' FrozenDict; its stubs type it as a plain dict)."""
+        return self.config
+
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.fc(torch.cat([z, self.embed(y)], 1))
         h = h.view(-1, self.top, self.bottom, self.bottom)
@@ -149,7 +156,7 @@ class ConditionalGenerator(ModelMixin, ConfigMixin):
         return h
 
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return randn((n, self.config.z_dim), generator, self.embed.weight.device)
+        return randn((n, self.cfg.z_dim), generator, self.embed.weight.device)
 
     @torch.no_grad()
     def sample(
@@ -159,14 +166,14 @@ class ConditionalGenerator(ModelMixin, ConfigMixin):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """``n`` uint8 images ``(n, C, H, W)``; ``labels`` default to a balanced cycle."""
-        y = check_labels(n, labels, self.config.num_classes, self.embed.weight.device)
+        y = check_labels(n, labels, self.cfg.num_classes, self.embed.weight.device)
         if n == 0:
             return no_images(self.config)
         with evaluating(self):
             return to_uint8(self(self.noise(n, generator), y))
 
 
-class ProjectionDiscriminator(ModelMixin, ConfigMixin):
+class ProjectionDiscriminator(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers\' own two bases disagree on config_name
     """Spectral-normalised conv features, summed, scored by a linear + class projection."""
 
     @register_to_config

@@ -15,6 +15,7 @@ import torch
 from augmentor.generators.common import read_meta
 from augmentor.generators.config import GENERATOR_CLASSES, META_FILE, GeneratorError
 from augmentor.registry import Registry, UnknownNameError
+from augmentor.seeding import global_seed
 
 __all__ = [
     "GENERATORS",
@@ -42,10 +43,11 @@ def list_generators(pattern: str = "*") -> list[str]:
     return GENERATORS.list(pattern)
 
 
-def generator_class(name: str) -> type:
-    """The network class of generator ``name`` (imports its module)."""
+def generator_class(name: str) -> Any:
+    """The network class of generator ``name`` (imports its module): a diffusers
+    ``ModelMixin`` with ``sample`` (and ``from_pretrained``)."""
     module, cls = GENERATORS.get(name)
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), cls)
 
 
 class LoadedGenerator:
@@ -93,7 +95,8 @@ def load_generator(directory: str | Path, device: str | torch.device = "cpu") ->
                 f"{str(directory)!r} is not a complete generator: {name} is missing"
             )
     try:
-        model = cls.from_pretrained(str(directory), low_cpu_mem_usage=False)
+        with global_seed(0, "init"):  # the init the saved weights replace
+            model = cls.from_pretrained(str(directory), low_cpu_mem_usage=False)
     except Exception as e:  # diffusers raises several types for mismatched or broken files
         raise GeneratorError(
             f"{str(directory)!r}: the weights do not load into its config "

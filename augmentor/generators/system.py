@@ -52,7 +52,7 @@ def build_model(config: TrainConfig, num_classes: int) -> torch.nn.Module:
         kw["beta"] = config.beta
     if config.kind == "gan":
         kw["class_bn"] = config.class_bn
-    return cls(**kw)  # type: ignore[no-any-return]
+    return cls(**kw)
 
 
 def step_generator(seed: int, step: int, device: torch.device, rank: int = 0) -> torch.Generator:
@@ -65,9 +65,18 @@ class GeneratorSystem(L.LightningModule):
     """What every generator system shares: the data as buffers, the step counter, the EMA copy
     of the sampling network, and the seeded batch of each step."""
 
+    # buffers and networks, typed (nn.Module's __getattr__ would give Tensor | Module)
+    images: torch.Tensor
+    labels: torch.Tensor
+    step: torch.Tensor
+    model: Any
+
     def __init__(self, config: TrainConfig, data: GeneratorData, ema: bool) -> None:
         super().__init__()
+        assert config.batch_size is not None and config.lr is not None, "a resolved config"
         self.config = config
+        self.batch_size: int = config.batch_size
+        self.lr: float = config.lr
         self.model = build_model(config, len(data.class_names))
         self.register_buffer("images", data.images, persistent=False)
         self.register_buffer("labels", data.labels, persistent=False)
@@ -87,9 +96,8 @@ class GeneratorSystem(L.LightningModule):
     def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
         """Step ``step``'s batch and the generator of its other draws."""
         g = step_generator(self.config.seed, step, self.images.device, self.global_rank)
-        assert self.config.batch_size is not None
         idx = torch.randint(
-            0, len(self.labels), (self.config.batch_size,), generator=g, device=g.device
+            0, len(self.labels), (self.batch_size,), generator=g, device=g.device
         ).to(self.images.device)
         return self.images[idx], self.labels[idx], g
 
@@ -133,7 +141,7 @@ class LossSystem(GeneratorSystem):
             opt.zero_grad(set_to_none=True)
 
     def configure_optimizers(self) -> Any:
-        return torch.optim.AdamW(self.model.parameters(), self.config.lr, weight_decay=0.0)
+        return torch.optim.AdamW(self.model.parameters(), self.lr, weight_decay=0.0)
 
 
 class GANSystem(GeneratorSystem):
@@ -148,11 +156,13 @@ class GANSystem(GeneratorSystem):
             config.image_size, config.channels, len(data.class_names), config.base_channels
         )
 
+    disc: Any
+
     def gan_step(
         self,
         step: int,
-        opt_g: torch.optim.Optimizer,
-        opt_d: torch.optim.Optimizer,
+        opt_g: Any,
+        opt_d: Any,
         backward: Callable[[torch.Tensor], None],
     ) -> dict[str, torch.Tensor]:
         """The one GAN step, used by training and by the time estimate alike."""
@@ -188,7 +198,7 @@ class GANSystem(GeneratorSystem):
         }
 
     def training_step(self, batch: Any, _: int) -> None:
-        opt_g, opt_d = self.optimizers()  # type: ignore[misc]
+        opt_g, opt_d = self.optimizers()  # type: ignore[attr-defined]  # two optimizers: a list
         parts = self.gan_step(int(self.step), opt_g, opt_d, self.manual_backward)
         self.log_dict({f"train/{k}": v for k, v in parts.items()}, prog_bar=True)
 
@@ -197,7 +207,7 @@ class GANSystem(GeneratorSystem):
         self.gan_step(step, opt_g, opt_d, lambda loss: loss.backward())
 
     def configure_optimizers(self) -> Any:
-        lr = self.config.lr
+        lr = self.lr
         return [
             torch.optim.Adam(self.model.parameters(), lr, betas=(0.0, 0.99)),
             torch.optim.Adam(self.disc.parameters(), lr, betas=(0.0, 0.99)),

@@ -7,6 +7,8 @@ halving of the image; the number of halvings follows the image size.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
@@ -23,7 +25,7 @@ from augmentor.generators.common import (
 )
 
 
-class ConditionalVAE(ModelMixin, ConfigMixin):
+class ConditionalVAE(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers\' own two bases disagree on config_name
     """Conditional VAE on ``channels`` x ``image_size`` x ``image_size`` images in [-1, 1].
 
     Example:
@@ -62,8 +64,13 @@ class ConditionalVAE(ModelMixin, ConfigMixin):
         self.decoder = nn.Sequential(*dec, nn.Conv2d(base_channels, channels, 3, 1, 1))
         self.widths = widths
 
+    @property
+    def cfg(self) -> Any:
+        """The registered config (diffusers' FrozenDict; its stubs type it as a plain dict)."""
+        return self.config
+
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        plane = (y.float() / max(1, self.config.num_classes - 1) * 2 - 1).view(-1, 1, 1, 1)
+        plane = (y.float() / max(1, self.cfg.num_classes - 1) * 2 - 1).view(-1, 1, 1, 1)
         h = self.encoder(torch.cat([x, plane.expand(-1, 1, *x.shape[-2:])], 1))
         mu, logvar = self.to_stats(torch.cat([h, self.label_embed(y)], 1)).chunk(2, dim=1)
         return mu, logvar.clamp(-10, 10)
@@ -82,7 +89,7 @@ class ConditionalVAE(ModelMixin, ConfigMixin):
         recon = self.decode(mu + eps * (0.5 * logvar).exp(), y)
         rec = F.mse_loss(recon, x, reduction="none").flatten(1).sum(1).mean() / 0.1
         kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
-        total = rec + self.config.beta * kl
+        total = rec + self.cfg.beta * kl
         return total, {"loss": total.detach(), "recon": rec.detach(), "kl": kl.detach()}
 
     @torch.no_grad()
@@ -94,9 +101,9 @@ class ConditionalVAE(ModelMixin, ConfigMixin):
     ) -> torch.Tensor:
         """``n`` uint8 images ``(n, C, H, W)``; ``labels`` default to a balanced cycle."""
         device = self.from_latent.weight.device
-        y = check_labels(n, labels, self.config.num_classes, device)
+        y = check_labels(n, labels, self.cfg.num_classes, device)
         if n == 0:
             return no_images(self.config)
-        z = randn((n, self.config.latent_dim), generator, device)
+        z = randn((n, self.cfg.latent_dim), generator, device)
         with evaluating(self):
             return to_uint8(self.decode(z, y))

@@ -8,6 +8,9 @@ solarize) are fused into one lookup table on uint8 images. The rest (hue, equali
 sharpness) are plain per-image kernels.
 
 Formulas follow torchvision's ``adjust_*`` functionals (ITU-R 601-2 luma weights).
+
+About 400 lines on purpose: one family (17 ops) whose fusion contract (``color_matrix``,
+``luma_affine``, ``lut_fn``) is easiest to check with every op of it in view.
 """
 
 from __future__ import annotations

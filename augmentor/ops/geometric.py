@@ -7,6 +7,9 @@ do). The planner multiplies consecutive matrices and moves the pixels once, whic
 sharper than resampling after every op. Masks, boxes and keypoints follow the same matrix.
 
 Elastic and grid distortion, displacement fields, are in :mod:`augmentor.ops.fields`.
+
+Over 400 lines on purpose: ten ops of one family, each with its sampler, matrix and docs side
+by side; splitting them would separate ops that share the corner convention and helpers.
 """
 
 from __future__ import annotations
@@ -478,6 +481,7 @@ class Resize(GeometricOp):
         self, size: int | tuple[int, int], p: float = 1.0, interpolation: str = "bilinear"
     ) -> None:
         super().__init__(p=p)
+        self.size: int | tuple[int, int] | None
         if isinstance(size, (int, float)) and not isinstance(size, bool):
             self.size = int(check_number(self.name, "size", size, lo=1, integer=True))
         else:

@@ -59,9 +59,9 @@ def motion_kernel(length: int, angle: float) -> np.ndarray:
     k = np.zeros((length, length), np.float32)
     k[length // 2, :] = 1.0
     rot = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), angle, 1.0)
-    k = cv2.warpAffine(k, rot, (length, length), flags=cv2.INTER_LINEAR)
-    s = k.sum()
-    return k / s if s > 0 else np.eye(length, dtype=np.float32) / length
+    warped: np.ndarray = cv2.warpAffine(k, rot, (length, length), flags=cv2.INTER_LINEAR)
+    s = warped.sum()
+    return warped / s if s > 0 else np.eye(length, dtype=np.float32) / length
 
 
 @register_op("motion_blur")

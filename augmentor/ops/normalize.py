@@ -51,8 +51,6 @@ class Normalize(Op):
         self.std = (
             None if std is None else [check_number(self.name, "std", s, lo=1e-12) for s in std]
         )
-        if self.std is not None and any(s <= 0 for s in self.std):
-            raise ValueError(f"normalize: std must be > 0, got {list(std)!r}")
 
     def make_params(self, rng, canvas):
         return {"mean": self.mean, "std": self.std}

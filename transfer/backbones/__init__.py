@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from augmentor.seeding import global_seed
 from transfer.backbones.base import BACKBONES as BACKBONES
 from transfer.backbones.base import Backbone as Backbone
 from transfer.backbones.base import UnknownBackboneError
@@ -48,15 +49,26 @@ def create_backbone(
     Args:
         name: a registered name, ``timm/<model>`` (or a bare timm name) or ``torchvision/<model>``.
         weights: a local state_dict file; overrides every other weight source.
-        pretrained: False for random init (``weights`` must then be None).
+        pretrained: False for random init (``weights`` must then be None), drawn from torch's
+            global generator (seed it, or call inside :func:`augmentor.seeding.global_seed`).
+            With weights, the random init they replace is drawn in a scope of its own: the
+            caller's random state is left as it was.
 
     Example:
+        >>> import torch
         >>> bb = create_backbone("small_cnn", pretrained=False)
         >>> bb(torch.zeros(2, 3, 28, 28)).shape
-        torch.Size([2, 64])
+        torch.Size([2, 3136])
     """
     if weights is not None and not pretrained:
         raise BackboneError("pass either weights=PATH or pretrained=False, not both")
+    if not pretrained:
+        return _create(name, weights, pretrained)
+    with global_seed(0, "init"):  # the init the weights replace: not from the caller's state
+        return _create(name, weights, pretrained)
+
+
+def _create(name: str, weights: str | Path | None, pretrained: bool) -> Backbone:
     if name in BACKBONES:
         return BACKBONES.get(name)(name=name, weights=weights, pretrained=pretrained)
     if name.startswith("torchvision/"):

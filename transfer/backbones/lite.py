@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -70,7 +71,9 @@ def _lite_factory(level: int) -> Callable[..., Backbone]:
     def factory(name: str, weights: str | Path | None, pretrained: bool) -> Backbone:
         import timm
 
-        body = timm.create_model(f"tf_efficientnet_lite{level}", pretrained=False, num_classes=0)
+        body: Any = timm.create_model(
+            f"tf_efficientnet_lite{level}", pretrained=False, num_classes=0
+        )
         source = "random"
         if weights is not None:
             state = load_state_dict_file(weights)

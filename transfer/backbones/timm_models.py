@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-from torch import nn
+from typing import Any
 
 from transfer.backbones.base import Backbone
 from transfer.backbones.weights import load_body, load_state_dict_file, offline_error
@@ -14,7 +13,7 @@ from transfer.preprocess import Preprocessing
 __all__ = ["timm_backbone", "timm_groups", "timm_preprocessing"]
 
 
-def timm_groups(model: nn.Module) -> list[list[str]]:
+def timm_groups(model: Any) -> list[list[str]]:
     from timm.models import group_parameters
 
     names = [n for n, _ in model.named_parameters()]
@@ -30,7 +29,7 @@ def timm_groups(model: nn.Module) -> list[list[str]]:
     return [g for g in groups if g]
 
 
-def timm_preprocessing(model: nn.Module) -> Preprocessing:
+def timm_preprocessing(model: Any) -> Preprocessing:
     from timm.data import resolve_model_data_config
 
     cfg = resolve_model_data_config(model)
@@ -53,7 +52,7 @@ def timm_backbone(
 
     source = "random"
     if weights is not None:
-        body = timm.create_model(timm_name, pretrained=False, num_classes=0)
+        body: Any = timm.create_model(timm_name, pretrained=False, num_classes=0)
         load_body(body, load_state_dict_file(weights), repr(str(weights)))
         source = str(weights)
     elif pretrained:
