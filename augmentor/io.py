@@ -270,3 +270,87 @@ def write_image_folder(
 
 def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "class"
+
+
+RUN_STAMP = "run.json"
+
+
+def prepare_run_dir(
+    out: str | Path,
+    identity: dict[str, Any],
+    *,
+    resume: bool,
+    overwrite: bool,
+    products: Sequence[str],
+    checkpoint: str = "checkpoints/last.ckpt",
+    error: type[Exception] = ValueError,
+) -> Path:
+    """Claim the run directory ``out`` for a training run described by ``identity`` (plain
+    data: the settings that define the run and a fingerprint of its data), written to
+    ``out/run.json``.
+
+    * An existing run is never replaced by mistake: without ``resume`` or ``overwrite`` it is
+      refused; with ``overwrite`` its ``products`` (files or folders) are deleted first.
+    * ``resume`` needs the checkpoint, and a run of the same identity: any key that differs is
+      named in the error (so a run of other data or settings is never continued silently).
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp()) / "run"
+        >>> _ = prepare_run_dir(d, {"lr": 1}, resume=False, overwrite=False, products=[])
+        >>> (d / "checkpoints").mkdir(); (d / "checkpoints" / "last.ckpt").write_bytes(b"")
+        0
+        >>> prepare_run_dir(d, {"lr": 2}, resume=True, overwrite=False, products=[])
+        Traceback (most recent call last):
+        ...
+        ValueError: cannot resume ...: it is a run of other settings or data (lr: 1 there, 2 here)
+    """
+    import shutil
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise error(f"{str(out)!r} exists and is not a directory")
+    stamp = out / RUN_STAMP
+    ckpt = out / checkpoint
+    previous = [name for name in (*products, checkpoint, RUN_STAMP) if (out / name).exists()]
+    if resume:
+        if not ckpt.is_file():
+            raise error(
+                f"cannot resume {str(out)!r}: it has no checkpoint ({checkpoint}); run without "
+                "--resume to start"
+            )
+        if stamp.is_file():
+            try:
+                old = json.loads(stamp.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise error(f"cannot resume: {str(stamp)!r} is unreadable ({e})") from None
+            new = json.loads(json.dumps(identity))
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if diff:
+                what = ", ".join(
+                    f"{k}: {_brief(old.get(k))} there, {_brief(new.get(k))} here" for k in diff[:4]
+                )
+                raise error(
+                    f"cannot resume {str(out)!r}: it is a run of other settings or data ({what})"
+                )
+        return out
+    if previous:
+        if not overwrite:
+            raise error(
+                f"{str(out)!r} already holds a run ({previous[0]}); resume it (--resume), "
+                "replace it (--overwrite) or choose another directory"
+            )
+        for name in {*products, str(Path(checkpoint).parts[0]), RUN_STAMP}:
+            path = out / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, json.dumps(identity, indent=2, sort_keys=True, default=str))
+    return out
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:16] + "..." + text[-8:]

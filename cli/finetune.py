@@ -133,8 +133,8 @@ def finetune_options(f: Any) -> Any:
             "--workers",
             type=click.IntRange(min=0),
             default=D("num_workers"),
-            show_default=True,
-            help="DataLoader workers.",
+            help="DataLoader workers [default: on a GPU machine the CPU count less one, at "
+            "most 8; else 0].",
         ),
         click.option(
             "--synthetic-ratio",
@@ -236,7 +236,8 @@ def finetune(
     matrix, learning curves, config and versions). Exit code 3: finished, but some images were
     unreadable (listed).
     """
-    from cli.errors import EXIT_SKIPPED, fail
+    from augmentor.trainer import CheckpointError, DivergenceError, is_global_zero
+    from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SKIPPED, fail
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
@@ -247,17 +248,19 @@ def finetune(
         result = run_finetune(
             data, out, config, resume=resume, export=not no_export, overwrite=overwrite
         )
-    except ValueError as e:
+    except (ValueError, CheckpointError) as e:
         fail(str(e))
-    except FloatingPointError as e:
-        fail(str(e), code=1)
+    except DivergenceError as e:
+        fail(str(e), code=EXIT_FAILED)
     except KeyboardInterrupt:
         click.echo(
             "\nInterrupted: rerun the same command with --resume to continue from the "
             "last finished epoch.",
             err=True,
         )
-        return 130
+        return EXIT_INTERRUPTED
+    if not is_global_zero():  # several devices: rank 0 alone reports
+        return 0
     m, where = result.val_metrics, "validation"
     if m is None:
         m, where = json.loads((out / "report" / "metrics.json").read_text()), "training"
@@ -269,6 +272,8 @@ def finetune(
         f"probe {result.probe_seconds:.1f} s, fine-tuning {result.finetune_seconds:.1f} s"
         + (f", {result.train_images_per_s:.1f} train images/s" if result.train_images_per_s else "")
     )
+    if result.kept:
+        click.echo(f"kept: {result.kept}")
     click.echo(f"run -> {out} (report: {out / 'report' / 'report.md'})")
     for path, reason in result.skipped:
         click.echo(f"  skipped {path}: {reason}")

@@ -57,8 +57,11 @@ def cli(verbose: int) -> None:
 
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    # Lightning logs its device banner at INFO through its own handler; -v shows it.
-    logging.getLogger("lightning.pytorch").setLevel(level)
+    # Lightning raises its own loggers to INFO when it is imported (its device banner, a
+    # logging-service tip) and they propagate here: the handler's own level keeps them out
+    # unless -v, and they are printed once.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -65,6 +65,7 @@ D = TrainConfig.default  # every default below is the library's own
 @click.option("--seed", type=click.IntRange(min=0), default=D("seed"), show_default=True)
 @devices_option
 @click.option("--resume", is_flag=True, help="Continue from DIR/checkpoints/last.ckpt.")
+@click.option("--overwrite", is_flag=True, help="Replace a previous run in DIR.")
 @click.option("--dry-run", is_flag=True, help="Print the chosen settings and a time estimate.")
 def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
     """Train a class-conditional generator on the image folder DATA.
@@ -77,9 +78,11 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
-    from augmentor.generators.common import DivergenceError, GeneratorError
+    from augmentor.generators.common import GeneratorError
     from augmentor.generators.data import load_training_data
     from augmentor.generators.fit import estimate_seconds, resolve_config, train_generator
+    from augmentor.trainer import CheckpointError, DivergenceError, is_global_zero
+    from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED
 
     try:
         config = TrainConfig(
@@ -98,7 +101,7 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
             devices=kw["devices"],
         )
         prepared = load_training_data(data, config.image_size, config.channels)
-        for note in prepared.notes:
+        for note in prepared.notes if is_global_zero() else ():
             click.echo(f"note: {note}", err=True)
         if kw["dry_run"]:
             resolved = resolve_config(config, prepared)
@@ -130,12 +133,24 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
         score = None
         if kw["track_kid"]:
             score = _kid_score(prepared)
-        result = train_generator(prepared, out, config, resume=kw["resume"], score=score)
-    except (GeneratorError, DivergenceError, ValueError) as e:
+        result = train_generator(
+            prepared, out, config, resume=kw["resume"], overwrite=kw["overwrite"], score=score
+        )
+    except (GeneratorError, CheckpointError, ValueError) as e:
         fail(str(e))
+    except DivergenceError as e:
+        fail(str(e), code=EXIT_FAILED)
     except KeyboardInterrupt:
-        click.echo("\nInterrupted: rerun the same command with --resume to continue.", err=True)
-        return 130
+        last = out / "checkpoints" / "last.ckpt"
+        hint = (
+            "rerun the same command with --resume to continue from the last checkpoint"
+            if last.is_file()
+            else f"no checkpoint was written yet (one every {config.steps_per_epoch} steps)"
+        )
+        click.echo(f"\nInterrupted: {hint}.", err=True)
+        return EXIT_INTERRUPTED
+    if not is_global_zero():  # several devices: rank 0 alone reports
+        return 0
     click.echo(f"{result.steps} steps in {result.seconds:.0f} s -> {result.generator_dir}")
     if result.quality:
         best = min(result.quality, key=lambda q: q["kid"])

@@ -34,6 +34,9 @@ class Classifier(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.bn_stats_frozen = bn_stats_frozen
+        # parameters treated as frozen although they require grad (gradual unfreezing under
+        # several devices, where DDP must see every parameter from the start)
+        self.frozen: set[int] = set()
         self.head = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(backbone.num_features, num_classes)
         )
@@ -52,7 +55,9 @@ class Classifier(nn.Module):
                 if not isinstance(m, _BatchNorm):
                     continue
                 params = list(m.parameters(recurse=False))
-                frozen = bool(params) and not any(p.requires_grad for p in params)
+                frozen = bool(params) and all(
+                    not p.requires_grad or id(p) in self.frozen for p in params
+                )
                 if frozen or self.bn_stats_frozen:
                     m.eval()
         return self

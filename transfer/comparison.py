@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ class Comparison:
     design: str = "resampled splits"
     n_train: float = 0.0
     n_test: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     def table(self, metric: str = "accuracy") -> str:
         """A Markdown table of ``metric`` (in %) with 95% CIs and paired differences."""
@@ -76,12 +77,15 @@ class Comparison:
                 diff = "baseline"
             else:
                 d = self.paired[name][metric]
-                diff = f"{d.mean * 100:+.1f} [{d.low * 100:+.1f}, {d.high * 100:+.1f}]" + (
-                    " *" if d.low > 0 or d.high < 0 else ""
-                )
+                diff = d.format_range() + (" *" if d.excludes_zero else "")
             lines.append(f"| {name} | {s.format()} | {diff} |")
         n = len(self.scores[base])
         lines.append("")
+        if n < 3:
+            lines.append(
+                f"Only {n} repeats: too few for an interval to tell a difference from noise "
+                "(use 3 or more; no difference is marked)."
+            )
         if self.design == "fixed test set":
             lines.append(
                 f"{n} repeats, each training on a new stratified draw of {self.n_train:.0f} "
@@ -94,6 +98,7 @@ class Comparison:
                 f"(Nadeau & Bengio), n_test/n_train = {self.test_train_ratio:.2f}; "
                 "* = the difference's CI excludes 0."
             )
+        lines += self.notes
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +113,7 @@ class Comparison:
             "design": self.design,
             "n_train": self.n_train,
             "n_test": self.n_test,
+            "notes": self.notes,
         }
 
 
@@ -199,12 +205,16 @@ def compare(
     ratio = n_test / n_train if test is None else 0.0
     names = list(configs)
     scores: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    notes: list[str] = []
     for r, (train_idx, test_idx) in enumerate(splits):
         split_key = _split_key(real, train_idx, test_idx)
         for name in names:
             spec = configs[name]
             config = spec if isinstance(spec, FinetuneConfig) else spec(r, real.subset(train_idx))
             config = replace(config, seed=config.seed + r)
+            config, note = with_views_for_linear(config)
+            if note and note not in notes:
+                notes.append(note)
             if config.cache_dir is None:  # one cache for all runs: same images, same backbone
                 config = replace(config, cache_dir=str(out / "feature_cache"))
             run = out / run_dir_name(name) / f"split-{r}"
@@ -233,7 +243,8 @@ def compare(
             if on_run is not None:
                 on_run(name, r, got)
     summary = {
-        n: {m: mean_interval([s[m] for s in scores[n]], ratio) for m in METRICS} for n in names
+        n: {m: mean_interval([s[m] for s in scores[n]], ratio, bounds=(0.0, 1.0)) for m in METRICS}
+        for n in names
     }
     base = names[0]
     paired = {
@@ -243,10 +254,28 @@ def compare(
         }
         for n in names[1:]
     }
-    result = Comparison(names, scores, summary, paired, ratio, design, n_train, n_test)
+    result = Comparison(names, scores, summary, paired, ratio, design, n_train, n_test, notes)
     atomic_write_text(out / "comparison.json", json.dumps(result.to_dict(), indent=2))
     atomic_write_text(out / "comparison.md", "# Comparison\n\n" + result.table() + "\n")
     return result
+
+
+LINEAR_VIEWS = 8  # augmented feature views per image when a linear probe is given augmentation
+
+
+def with_views_for_linear(config: FinetuneConfig) -> tuple[FinetuneConfig, str | None]:
+    """A linear probe learns from cached features: its classic augmentation only acts through
+    augmented feature views. With one view it would be ignored and "real + classic" would
+    equal "real only" by construction; so such a config gets ``LINEAR_VIEWS`` views, and the
+    comparison says so."""
+    augmented = config.preset is not None or config.pipeline is not None
+    if config.strategy != "linear" or not augmented or config.feature_views > 1:
+        return config, None
+    note = (
+        f"Linear probe: the classic augmentation enters as {LINEAR_VIEWS} augmented feature "
+        "views per image (with one view it would not act at all)."
+    )
+    return replace(config, feature_views=LINEAR_VIEWS), note
 
 
 def run_dir_name(name: str) -> str:

@@ -110,7 +110,9 @@ class FinetuneConfig:
         devices: Lightning devices (``"auto"``, a count or a list).
         num_nodes: Lightning nodes.
         precision: None = ``16-mixed`` (``bf16-mixed`` where supported) on GPU, ``32-true`` on CPU.
-        num_workers: DataLoader workers.
+        num_workers: DataLoader workers for fine-tuning; None (the default): on a GPU machine
+            enough to keep the GPU fed (the CPU count less one, at most 8), on a CPU-only
+            machine none (workers would take the cores the training step uses).
         cache_dir: feature-cache directory; None = ``<out>/feature_cache``.
 
     Example:
@@ -154,7 +156,7 @@ class FinetuneConfig:
     devices: Any = "auto"
     num_nodes: int = 1
     precision: str | None = None
-    num_workers: int = 0
+    num_workers: int | None = None
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -164,8 +166,9 @@ class FinetuneConfig:
         check_int(None, "epochs", self.epochs, lo=1, allow_none=True, error=e)
         for name in ("probe_epochs", "unfreeze_every", "batch_size", "feature_views", "num_nodes"):
             check_int(None, name, getattr(self, name), lo=1, error=e)
-        for name in ("patience", "num_workers", "seed"):
+        for name in ("patience", "seed"):
             check_int(None, name, getattr(self, name), lo=0, error=e)
+        check_int(None, "num_workers", self.num_workers, lo=0, allow_none=True, error=e)
         for name in ("lr", "head_lr"):
             check_number(None, name, getattr(self, name), lo=0, lo_open=True, error=e)
         check_number(None, "layer_decay", self.layer_decay, 0, 1, lo_open=True, error=e)

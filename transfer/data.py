@@ -164,8 +164,12 @@ class FinetuneData(L.LightningDataModule):
         assert self.trainer is not None, "the loaders are built by a Trainer"
         rank, world = self.trainer.global_rank, self.trainer.world_size
         sampler = EpochSampler(len(self.trainset), self.seed, True, self.weights, rank, world)
+        workers = self.num_workers
         return DataLoader(
             self.trainset,
+            pin_memory=torch.cuda.is_available(),
+            # the sampler passes (epoch, index): workers need no epoch, so they can persist
+            persistent_workers=workers > 0,
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
@@ -175,4 +179,10 @@ class FinetuneData(L.LightningDataModule):
     def val_dataloader(self) -> Any:
         if self.valset is None:  # the trainer has limit_val_batches=0 then
             return DataLoader(self.trainset, batch_size=self.batch_size, sampler=[])
-        return DataLoader(self.valset, batch_size=64, num_workers=self.num_workers)
+        return DataLoader(
+            self.valset,
+            batch_size=64,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )

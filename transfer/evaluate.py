@@ -8,7 +8,6 @@ differences of two configurations run on the same splits.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from augmentor.io import atomic_write_text, save_figure
-from augmentor.trainer import versions
+from augmentor.trainer import read_metric_rows, versions
 from transfer.data import EvalImages
 from transfer.images import LabelledImages
 from transfer.preprocess import PreprocessModule
@@ -49,6 +48,17 @@ class Interval:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
+    @property
+    def degenerate(self) -> bool:
+        """No interval to speak of: fewer than 2 values, or no spread among them (a zero-width
+        interval is an artefact of too few repeats, not certainty)."""
+        return self.n < 2 or self.std == 0.0
+
+    @property
+    def excludes_zero(self) -> bool:
+        """The interval lies on one side of 0 (only ever claimed from 3+ spread values)."""
+        return not self.degenerate and self.n >= 3 and (self.low > 0 or self.high < 0)
+
     def to_dict(self) -> dict[str, float | int]:
         return {
             "mean": self.mean,
@@ -61,13 +71,25 @@ class Interval:
         }
 
     def format(self, scale: float = 100.0, digits: int = 1) -> str:
+        if self.degenerate:
+            return f"{self.mean * scale:.{digits}f} (no interval: {self.n} values without spread)"
         return f"{self.mean * scale:.{digits}f} ± {self.half_width * scale:.{digits}f}"
+
+    def format_range(self, scale: float = 100.0, digits: int = 1) -> str:
+        """``+m [+lo, +hi]`` (signed, for differences)."""
+        if self.degenerate:
+            return f"{self.mean * scale:+.{digits}f} (no interval)"
+        return (
+            f"{self.mean * scale:+.{digits}f} [{self.low * scale:+.{digits}f}, "
+            f"{self.high * scale:+.{digits}f}]"
+        )
 
 
 def mean_interval(
     values: Sequence[float],
     test_train_ratio: float | None = None,
     level: float = 0.95,
+    bounds: tuple[float, float] | None = None,
 ) -> Interval:
     """Mean and t-interval of per-split scores (or of paired differences).
 
@@ -76,6 +98,8 @@ def mean_interval(
         test_train_ratio: ``n_test / n_train`` of the splits for the Nadeau-Bengio correction;
             None for independent samples (plain t interval).
         level: the confidence level.
+        bounds: clip the interval to these (an accuracy lies in [0, 1]; a difference of two
+            does not need it).
 
     Example:
         >>> iv = mean_interval([0.80, 0.82, 0.84])
@@ -92,7 +116,10 @@ def mean_interval(
     factor = 1.0 / v.size + (test_train_ratio if test_train_ratio is not None else 0.0)
     se = math.sqrt(factor) * std
     t = float(stats.t.ppf(0.5 + level / 2, df=v.size - 1))
-    return Interval(mean, mean - t * se, mean + t * se, std, int(v.size), level)
+    low, high = mean - t * se, mean + t * se
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return Interval(mean, low, high, std, int(v.size), level)
 
 
 def classification_metrics(
@@ -168,14 +195,13 @@ def _read_csv_logs(logs: Path) -> dict[str, list[dict[str, float]]]:
     stages: dict[str, list[dict[str, float]]] = {}
     for path in sorted(logs.glob("*/metrics.csv")):
         by_epoch: dict[int, dict[str, float]] = {}
-        with path.open() as f:
-            for row in csv.DictReader(f):
-                if not row.get("epoch"):
-                    continue
-                e = int(float(row["epoch"]))
-                for k, v in row.items():
-                    if v not in (None, "") and k not in ("epoch", "step"):
-                        by_epoch.setdefault(e, {})[k] = float(v)
+        for row in read_metric_rows(path.parent):  # resumed runs: every part, in order
+            if not row.get("epoch"):
+                continue
+            e = int(float(row["epoch"]))
+            for k, v in row.items():
+                if v not in (None, "") and k not in ("epoch", "step"):
+                    by_epoch.setdefault(e, {})[k] = float(v)
         stages[path.parent.name] = [dict(epoch=e, **by_epoch[e]) for e in sorted(by_epoch)]
     return stages
 
@@ -270,6 +296,14 @@ def write_report(
         f"{extra.get('split', 'evaluation') if extra else 'evaluation'} set: {metrics['n']} images",
         "",
     ]
+    if extra and extra.get("kept"):
+        md += [f"Model kept: {extra['kept']}.", ""]
+    if extra and extra.get("lr_scale", 1.0) != 1.0:
+        md += [
+            f"A short run: fine-tuning rates were scaled by {extra['lr_scale']:.3g} "
+            "(fewer than 180 optimizer steps).",
+            "",
+        ]
     md += ["| metric | value |", "|---|---|"]
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "nll"):
         md.append(f"| {key} | {metrics[key]:.4f} |")

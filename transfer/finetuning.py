@@ -18,8 +18,8 @@ The model is :class:`~transfer.classifier.Classifier`, its training system
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,20 +30,23 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from augmentor.guards import DivergenceGuard
+from augmentor.io import prepare_run_dir
 from augmentor.pipeline import Pipeline
 from augmentor.seeding import global_seed
+from augmentor.trainer import DivergenceError, is_global_zero, load_checkpoint_file
 from transfer.backbones import create_backbone
 from transfer.classifier import Classifier, GroupSpec, backbone_groups
-from transfer.config import AUTO_VAL_MIN, FinetuneConfig
+from transfer.config import AUTO_MIN_STEPS, AUTO_VAL_MIN, FinetuneConfig
 from transfer.data import EvalImages, FinetuneData, TrainImages
 from transfer.errors import DataError
 from transfer.features import FeatureCache
 from transfer.images import LabelledImages, load_folder
 from transfer.module import ClassifierModule, GradualUnfreezing, class_weights, sample_weights
 from transfer.preprocess import Preprocessing, PreprocessModule
-from transfer.probe import evaluate_cached, train_probe
+from transfer.probe import evaluate_cached, load_probe_head, train_probe
 from transfer.splits import check_classes, stratified_split
-from transfer.stages import fit_stage, last_logged, stage_trainer
+from transfer.stages import device_name, fit_stage, last_logged, stage_trainer
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ class FinetuneResult:
     finetune_seconds: float = 0.0
     train_images_per_s: float | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    kept: str | None = None  # lp-ft: which model was kept, the fine-tuned or the probe, and why
 
 
 @dataclass
@@ -85,6 +89,8 @@ class StageResult:
     epochs: int = 0
     best: str | None = None
     images_per_s: float | None = None
+    kept: str | None = None
+    lr_scale: float = 1.0
 
 
 def finetune(
@@ -124,6 +130,21 @@ def finetune(
         )  # fmt: skip
 
 
+# settings that may change between an interrupted run and its resumption
+_EXECUTION = ("devices", "num_nodes", "num_workers", "cache_dir", "precision")
+# what a run directory holds besides its checkpoints and run.json (replaced by --overwrite)
+PRODUCTS = (
+    "model.safetensors",
+    "config.json",
+    "labels.json",
+    "preprocess.json",
+    "probe-head.safetensors",
+    "export",
+    "report",
+    "logs",
+)
+
+
 def _finetune(
     data: str | Path | LabelledImages,
     out: Path,
@@ -138,8 +159,16 @@ def _finetune(
 ) -> FinetuneResult:
     from transfer.export import export_model, save_run
 
-    out = prepare_run_dir(out, resume, overwrite)
     parts = split_data(data, config, train_index, test_index)
+    if is_global_zero():  # the other processes of a multi-device run find it claimed
+        prepare_run_dir(
+            out,
+            run_identity(config, parts),
+            resume=resume,
+            overwrite=overwrite,
+            products=PRODUCTS,
+            error=DataError,
+        )
     pipeline = config.augmentation()
     model, pre = build_classifier(config, len(parts.real.classes))
     preprocess = PreprocessModule(pre)
@@ -147,43 +176,63 @@ def _finetune(
     t0 = time.perf_counter()
     # one cache per run: its shards are read from disk once, for the probe and the evaluation
     cache = FeatureCache(config.cache_dir or out / "feature_cache")
-    if config.strategy in ("linear", "lp-ft"):
-        train_probe(
-            config, out, cache, model, preprocess, parts.train, parts.val, pipeline,
-            parts.synthetic, progress,
-        )  # fmt: skip
-    t1 = time.perf_counter()
-    stage = StageResult()
-    if config.strategy != "linear":
-        model, stage = finetune_stage(
-            config, out, model, preprocess, parts, pipeline, resume, progress, callbacks
-        )
+    name = "probe"
+    try:
+        # a resumed run, and the other processes of a multi-device run (started once rank 0
+        # has probed), load the probed head instead of training it again
+        reuse = resume or not is_global_zero()
+        if config.strategy in ("linear", "lp-ft") and not (reuse and load_probe_head(out, model)):
+            train_probe(
+                config, out, cache, model, preprocess, parts.train, parts.val, pipeline,
+                parts.synthetic, progress,
+            )  # fmt: skip
+        t1 = time.perf_counter()
+        stage = StageResult()
+        if config.strategy != "linear":
+            name = "fine-tuning"
+            model, stage = finetune_stage(
+                config, out, model, preprocess, parts, pipeline, resume, progress, callbacks
+            )
+            if config.strategy == "lp-ft":
+                model, stage.kept = keep_the_better(config, out, model, preprocess, cache, parts)
+    except DivergenceError as e:
+        last = out / "checkpoints" / "last.ckpt"
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint yet"
+        raise DivergenceError(
+            f"{e} (the {name} stage); training stopped: {kept}, nothing of the diverged epoch "
+            "was saved"
+        ) from None
     t2 = time.perf_counter()
 
+    result = FinetuneResult(
+        out, model, list(parts.real.classes), config, None, None, stage.best,
+        t1 - t0, t2 - t1, stage.images_per_s, list(parts.real.skipped), stage.kept,
+    )  # fmt: skip
+    if not is_global_zero():  # rank 0 alone writes the run (every rank holds the same model)
+        return result
+    result.val_metrics, result.test_metrics = report_run(
+        out, config, model, preprocess, cache, parts, stage
+    )
     model = model.cpu().eval()
     save_run(out, model, parts.real.classes, pre, config)
     if export:
         export_model(out, model, pre)
-    val_metrics, test_metrics = report_run(out, config, model, preprocess, cache, parts, stage)
-    return FinetuneResult(
-        out, model, list(parts.real.classes), config, val_metrics, test_metrics, stage.best,
-        t1 - t0, t2 - t1, stage.images_per_s, list(parts.real.skipped),
-    )  # fmt: skip
+    result.model = model
+    return result
 
 
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> Path:
-    """Refuse to replace a previous run unless asked; clear it when asked."""
-    previous = [p for p in (out / "checkpoints", out / "model.safetensors") if p.exists()]
-    if previous and not resume:
-        if not overwrite:
-            raise DataError(
-                f"{str(out)!r} already holds a run ({previous[0].name}); resume it "
-                "(--resume), replace it (--overwrite) or choose another directory"
-            )
-        for name in ("checkpoints", "logs", "report", "export"):
-            shutil.rmtree(out / name, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def run_identity(config: FinetuneConfig, parts: RunData) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one: the settings (not where or on
+    how many devices it runs), the classes and the content of its training images."""
+    h = hashlib.sha256()
+    for label, key in zip(parts.train.labels, parts.train.content_keys()):
+        h.update(f"{int(label)}:{key};".encode())
+    if parts.val is not None:
+        h.update(b"|val|" + ",".join(parts.val.content_keys()).encode())
+    if parts.synthetic is not None:
+        h.update(b"|synthetic|" + ",".join(parts.synthetic.content_keys()).encode())
+    settings = {k: v for k, v in config.to_dict().items() if k not in _EXECUTION}
+    return {**settings, "classes": list(parts.real.classes), "data_fingerprint": h.hexdigest()}
 
 
 def split_data(
@@ -257,6 +306,8 @@ def finetune_stage(
     epochs = config.finetune_epochs(len(trainset))
     if config.epochs is None:
         log.info("fine-tuning for %d epochs (%d training images)", epochs, len(trainset))
+    steps = epochs * max(1, len(trainset) // config.batch_size)
+    lr_scale, warmup_floor = short_run_schedule(config, steps)
     weights = sample_weights(train.labels, k) if config.balance == "sampler" else None
     if weights is not None and trainset.n_synthetic:
         weights = np.concatenate([weights, np.full(trainset.n_synthetic, weights.mean())])
@@ -264,7 +315,7 @@ def finetune_stage(
         trainset,
         EvalImages(val, preprocess) if val is not None else None,
         config.batch_size,
-        config.num_workers,
+        loader_workers(config),
         config.seed,
         weights,
     )
@@ -279,6 +330,8 @@ def finetune_stage(
         class_weights(train.labels, k) if config.balance == "loss" else None,
         batch_mix=config.batch_mix(k),
         mix_seed=config.seed,
+        lr_scale=lr_scale,
+        min_warmup_fraction=warmup_floor,
     )
     ckpt = ModelCheckpoint(
         dirpath=str(out / "checkpoints"),
@@ -287,7 +340,12 @@ def finetune_stage(
         save_last=True,
         save_top_k=1,
     )
-    stage_callbacks: list[Callback] = [ckpt, GradualUnfreezing(groups), *callbacks]
+    stage_callbacks: list[Callback] = [
+        DivergenceGuard(),  # before the epoch's checkpoint: a diverged epoch is never saved
+        ckpt,
+        GradualUnfreezing(groups),
+        *callbacks,
+    ]
     if config.patience and val is not None:
         stage_callbacks.append(EarlyStopping("val/loss", patience=config.patience))
     trainer = stage_trainer(
@@ -298,8 +356,8 @@ def finetune_stage(
         stage_callbacks,
         True,
         progress,
-        find_unused=config.strategy == "gradual",
         validate=val is not None,
+        resume=resume,
     )
     last = out / "checkpoints" / "last.ckpt"
     model.train()
@@ -311,10 +369,90 @@ def finetune_stage(
     )
     best = (ckpt.best_model_path or None) if val is not None else None
     if best:
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
+        module.load_state_dict(load_checkpoint_file(best)["state_dict"])
     model = model.to(memory_format=torch.contiguous_format)
-    return model, StageResult(epochs, best, last_logged(trainer, "train/images_per_s"))
+    rate = last_logged(trainer, "train/images_per_s")
+    return model, StageResult(epochs, best, rate, lr_scale=lr_scale)
+
+
+# lp-ft runs shorter than AUTO_MIN_STEPS: rates scaled by (steps / AUTO_MIN_STEPS) ** POWER and
+# a warm-up over at least WARMUP of the steps (chosen on validation images, BENCHMARKS.md)
+SHORT_RUN_LR_POWER = 1.0
+SHORT_RUN_WARMUP = 0.2
+
+
+def loader_workers(config: FinetuneConfig) -> int:
+    """The DataLoader workers of the fine-tuning stage (``config.num_workers``, or the auto
+    rule: on a GPU machine the CPU count less one, at most 8; else none)."""
+    import os
+
+    if config.num_workers is not None:
+        return config.num_workers
+    if not torch.cuda.is_available():
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def short_run_schedule(config: FinetuneConfig, steps: int) -> tuple[float, float]:
+    """``(lr_scale, min_warmup_fraction)`` for a fine-tuning stage of ``steps`` optimizer steps.
+
+    LP-FT starts from the probe's head: a full-rate update of the whole network can throw away
+    what the probe found, and a short run has no steps left to recover (10 images per class, 3
+    epochs: the probe reached training accuracy 1.00, fine-tuning at 1e-3 ended at 0.73). Below
+    ``AUTO_MIN_STEPS`` (180) steps, lp-ft's rates shrink with the step count and the warm-up
+    covers a larger share of them. Runs of 180 steps or more (every default run) are unchanged.
+    """
+    if config.strategy != "lp-ft" or steps >= AUTO_MIN_STEPS:
+        return 1.0, 0.0
+    return (steps / AUTO_MIN_STEPS) ** SHORT_RUN_LR_POWER, SHORT_RUN_WARMUP
+
+
+# Without held-out images the training accuracy can only catch a collapse, not rank two good
+# models (mixing and label smoothing keep a healthy fine-tuned network a point or so below its
+# probe there): the probe is kept when fine-tuning lost more than this much of it. Measured on
+# 10-per-class fashion-mnist-subset, textures and lfw at 3 and 8 epochs (BENCHMARKS.md):
+# healthy runs lost at most 1 point, collapsed ones 3 to 27.
+COLLAPSE_MARGIN = 0.05
+
+
+def keep_the_better(
+    config: FinetuneConfig,
+    out: Path,
+    model: Classifier,
+    preprocess: PreprocessModule,
+    cache: FeatureCache,
+    parts: RunData,
+) -> tuple[Classifier, str]:
+    """LP-FT's promise: never worse than its own probe. Score the fine-tuned model and the
+    probe (the backbone the run started from, with the probed head) on the data the run may
+    use for choosing and keep the better; the report says which and why.
+
+    With a validation split the better accuracy there wins (a tie keeps the fine-tuned
+    model). Without one, the training images (no augmentation) can only show a collapse: the
+    probe is kept when the fine-tuned model is more than ``COLLAPSE_MARGIN`` below it.
+    """
+    from transfer.evaluate import evaluate_model
+
+    with global_seed(config.seed):  # the very backbone the run started from (its first draw)
+        probe, _ = build_classifier(config, len(parts.real.classes))
+    if not load_probe_head(out, probe):
+        return model, "fine-tuned (no probe head to compare with)"
+    held_out = parts.val is not None
+    ref = parts.val if parts.val is not None else parts.train
+    split = "validation" if held_out else "training"
+    tuned = evaluate_model(model.to(device_name()), preprocess, ref)["accuracy"]
+    probed = evaluate_cached(cache, probe, preprocess, ref)["accuracy"]
+    model.cpu()
+    lost = probed - tuned
+    if (held_out and lost > 0) or (not held_out and lost > COLLAPSE_MARGIN):
+        log.warning(
+            "the fine-tuned model scores %.4f on the %s images, its probe %.4f: keeping the probe",
+            tuned,
+            split,
+            probed,
+        )
+        return probe, f"probe ({split} accuracy {probed:.4f} against {tuned:.4f} fine-tuned)"
+    return model, f"fine-tuned ({split} accuracy {tuned:.4f}; its probe {probed:.4f})"
 
 
 def report_run(
@@ -329,12 +467,14 @@ def report_run(
     """Score the validation and test parts and write ``out/report``; returns both scores."""
     from transfer.evaluate import evaluate_model, write_report
 
+    device = device_name()  # the GPU when there is one
+
     def score(part: LabelledImages | None) -> dict[str, Any] | None:
         if part is None:
             return None
         if config.strategy == "linear":  # frozen backbone: features come from the cache
             return evaluate_cached(cache, model, preprocess, part)
-        return evaluate_model(model, preprocess, part)
+        return evaluate_model(model.to(device), preprocess, part)
 
     val_metrics, test_metrics = score(parts.val), score(parts.test)
     report_metrics: dict[str, Any] | None
@@ -355,6 +495,8 @@ def report_run(
         extra={
             "split": split,
             "finetune_epochs": stage.epochs,
+            "kept": stage.kept,
+            "lr_scale": stage.lr_scale,
             "skipped": [list(s) for s in parts.real.skipped],
         },
     )

@@ -34,19 +34,31 @@ __all__ = [
 
 
 def cosine_factor(
-    step: int, steps_per_epoch: int, start_epoch: int | None, warmup_epochs: float, epochs: int
+    step: int,
+    steps_per_epoch: int,
+    start_epoch: int | None,
+    warmup_epochs: float,
+    epochs: int,
+    min_warmup_fraction: float = 0.0,
 ) -> float:
-    """Zero before ``start_epoch``, linear warm-up, then cosine to zero at the end."""
+    """Zero before ``start_epoch``, linear warm-up, then cosine to zero at the end.
+
+    The warm-up is counted in steps: ``warmup_epochs`` epochs of steps, and at least
+    ``min_warmup_fraction`` of the group's steps (a 9-step run warms up over 1 step at one
+    epoch of 3 steps... and over 3 with a 0.3 floor).
+    """
     if start_epoch is None:
         return 0.0
-    epoch = step / max(1, steps_per_epoch)
-    if epoch < start_epoch:
+    spe = max(1, steps_per_epoch)
+    start = start_epoch * spe
+    if step < start:
         return 0.0
-    t = epoch - start_epoch
-    span = max(epochs - start_epoch, 1e-9)
-    if warmup_epochs > 0 and t < warmup_epochs:
-        return (t + 1.0 / max(1, steps_per_epoch)) / warmup_epochs
-    progress = min(1.0, (t - warmup_epochs) / max(span - warmup_epochs, 1e-9))
+    span = max(epochs * spe - start, 1)
+    warmup = max(warmup_epochs * spe, min_warmup_fraction * span)
+    t = step - start
+    if warmup > 0 and t < warmup:
+        return (t + 1.0) / warmup
+    progress = min(1.0, (t - warmup) / max(span - warmup, 1e-9))
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -54,7 +66,13 @@ class ClassifierModule(L.LightningModule):
     """Cross-entropy training of ``net`` with per-group learning rates and schedules.
 
     ``net`` maps a batch to logits: a :class:`Classifier` on images, or a head on features.
+    Every random draw of step ``s`` (MixUp/CutMix and, through torch's global generator, the
+    dropout) comes from ``(mix_seed, s, rank)``, so a resumed run repeats the uninterrupted one
+    exactly. ``lr_scale`` multiplies every group's rate and ``min_warmup_fraction`` floors the
+    warm-up (both for short runs, see :func:`transfer.finetuning.finetune_stage`).
     """
+
+    lr_option = "--lr and --head-lr"  # what a divergence message tells the user to lower
 
     def __init__(
         self,
@@ -68,9 +86,15 @@ class ClassifierModule(L.LightningModule):
         class_weights: torch.Tensor | None = None,
         batch_mix: Sequence[MixUp] = (),
         mix_seed: int = 0,
+        lr_scale: float = 1.0,
+        min_warmup_fraction: float = 0.0,
     ) -> None:
         super().__init__()
         self.net = net
+        self.lr_scale = lr_scale
+        self.min_warmup_fraction = min_warmup_fraction
+        self.watched_loss: torch.Tensor | None = None  # read by the divergence guard
+        self.reference_loss = math.log(num_classes)  # chance level: far above it is divergence
         # MixUp/CutMix: image batch + int labels -> mixed batch + soft labels, which
         # CrossEntropyLoss takes as class probabilities (label smoothing still applies).
         # augmentor's ops, not torchvision's v2.MixUp/CutMix: those draw from torch's global
@@ -94,19 +118,29 @@ class ClassifierModule(L.LightningModule):
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def current_step(self) -> int:
+        return int(self.global_step)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # dropout and other stochastic layers draw from torch's global generator: make it a
+        # function of (seed, step, rank), as every other draw of the step is (the caller's
+        # own state is kept: fine-tuning runs inside augmentor.seeding.global_seed)
+        word = stream(self.mix_seed, "dropout", self.global_step, self.global_rank).integers(
+            0, 2**63 - 1
+        )
+        torch.manual_seed(int(word))
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch
         target = y
         if self.batch_mix and len(y) > 1:
             rng = stream(self.mix_seed, "batch-mix", self.global_step, self.global_rank)
             mix = self.batch_mix[int(rng.integers(len(self.batch_mix)))]
-            x, target = mix(x, y, rng)
+            # labels come from the training set: valid class indices, no per-step check
+            x, target = mix(x, y, rng, check_labels=False)
         logits = self(self._maybe_channels_last(x))
         loss = self.loss(logits, target)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.global_step}: lower lr/head_lr"
-            )
+        self.watched_loss = loss.detach()  # checked on the device once an epoch, not per step
         acc = (logits.argmax(1) == y).float().mean()
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         self.log("train/acc", acc, on_step=False, on_epoch=True)
@@ -130,7 +164,12 @@ class ClassifierModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         param_groups = [
-            {"params": g.params, "lr": g.lr, "name": g.name, "weight_decay": self.weight_decay}
+            {
+                "params": g.params,
+                "lr": g.lr * self.lr_scale,
+                "name": g.name,
+                "weight_decay": self.weight_decay,
+            }
             for g in self.groups
         ]
         optimizer = torch.optim.AdamW(param_groups)
@@ -138,7 +177,12 @@ class ClassifierModule(L.LightningModule):
         lambdas = [
             (
                 lambda step, s=g.start_epoch: cosine_factor(
-                    step, steps_per_epoch, s, self.warmup_epochs, self.epochs
+                    step,
+                    steps_per_epoch,
+                    s,
+                    self.warmup_epochs,
+                    self.epochs,
+                    self.min_warmup_fraction,
                 )
             )
             for g in self.groups
@@ -154,24 +198,52 @@ class GradualUnfreezing(BaseFinetuning):
     """Freezes each group until its start epoch (Lightning's ``BaseFinetuning`` contract).
 
     Groups are never added to the optimizer here: they are all there from the start with a
-    zero learning rate until they unfreeze, so this only switches ``requires_grad``.
+    zero learning rate until they unfreeze. On one device a frozen group stops requiring
+    gradients. On several, DDP only synchronises the parameters that require gradients when it
+    wraps the model, so every parameter keeps requiring them: a frozen group's gradients are
+    dropped after each backward instead (AdamW then skips it, exactly as if frozen) and the
+    classifier is told which of its BatchNorm layers are frozen.
     """
 
     def __init__(self, groups: Sequence[GroupSpec]) -> None:
         super().__init__()
         self.groups = list(groups)
+        self.mask = False  # drop gradients instead of switching requires_grad (several devices)
+        self.frozen: set[int] = set()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.mask = trainer.world_size > 1
+        super().setup(trainer, pl_module, stage)
+
+    def _apply(self, pl_module: L.LightningModule) -> None:
+        net = getattr(pl_module, "net", None)
+        if isinstance(getattr(net, "frozen", None), set):
+            net.frozen = set(self.frozen) if self.mask else set()  # type: ignore[union-attr]
+        if pl_module.training:
+            pl_module.train()  # refresh which BatchNorm layers run in eval mode
 
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
         for g in self.groups:
             if g.start_epoch != 0:
                 for p in g.params:
-                    p.requires_grad_(False)
+                    self.frozen.add(id(p))
+                    p.requires_grad_(self.mask)
+        self._apply(pl_module)
 
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: Any) -> None:
         for g in self.groups:
             if g.start_epoch is not None and g.start_epoch <= epoch:
                 for p in g.params:
+                    self.frozen.discard(id(p))
                     p.requires_grad_(True)
+        self._apply(pl_module)
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.mask and self.frozen:
+            for g in self.groups:
+                for p in g.params:
+                    if id(p) in self.frozen:
+                        p.grad = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # BaseFinetuning would restore param groups it added itself; none are ever added here,

@@ -11,8 +11,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from augmentor.guards import DivergenceGuard
+from augmentor.io import atomic_write_bytes
 from augmentor.pipeline import Pipeline
 from augmentor.seeding import stream, torch_generator
+from augmentor.trainer import is_global_zero
 from transfer.classifier import Classifier, GroupSpec
 from transfer.config import FinetuneConfig
 from transfer.features import FeatureCache
@@ -23,7 +26,7 @@ from transfer.stages import device_name, fit_stage, stage_trainer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate_cached", "train_probe"]
+__all__ = ["evaluate_cached", "load_probe_head", "save_probe_head", "train_probe"]
 
 
 def train_probe(
@@ -94,9 +97,42 @@ def train_probe(
         else None
     )
     trainer = stage_trainer(
-        config, out, config.probe_epochs, "probe", [], False, progress, validate=val is not None
+        config,
+        out,
+        config.probe_epochs,
+        "probe",
+        [DivergenceGuard()],
+        False,
+        progress,
+        validate=val is not None,
+        single_device=True,  # a head on cached features: one device is plenty
     )
     fit_stage(trainer, module, loader, val_loader)
+    if is_global_zero():
+        save_probe_head(out, model)
+
+
+PROBE_HEAD = "probe-head.safetensors"
+
+
+def save_probe_head(out: Path, model: Classifier) -> None:
+    """Keep the probed head beside the run: a resumed fine-tuning stage and the final
+    probe-vs-fine-tuned check need it, and the probe need not run again."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
+    atomic_write_bytes(out / PROBE_HEAD, save(state))
+
+
+def load_probe_head(out: Path, model: Classifier) -> bool:
+    """Load the head saved by :func:`save_probe_head` into ``model``; False if there is none."""
+    from safetensors.torch import load_file
+
+    path = out / PROBE_HEAD
+    if not path.is_file():
+        return False
+    model.head.load_state_dict(load_file(str(path)))
+    return True
 
 
 def evaluate_cached(

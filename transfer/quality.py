@@ -36,7 +36,8 @@ __all__ = [
 
 
 class FeatureSpace(nn.Module):
-    """uint8 ``(N, C, H, W)`` images (C in {1, 3}) -> pooled pretrained features.
+    """uint8 ``(N, C, H, W)`` images (C in {1, 3}) -> pooled pretrained features, computed on
+    ``device`` (the GPU when there is one) and returned on the CPU.
 
     Example:
         >>> fs = FeatureSpace(image_size=32)
@@ -44,17 +45,25 @@ class FeatureSpace(nn.Module):
         torch.Size([2, 1280])
     """
 
-    def __init__(self, backbone: str = "efficientnet_lite0", image_size: int = 128) -> None:
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0",
+        image_size: int = 128,
+        device: str | torch.device | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = create_backbone(backbone).eval()
         self.preprocess = PreprocessModule(self.backbone.preprocessing.scaled(image_size))
         self.num_features = self.backbone.num_features
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.to(self.device)
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         out = []
-        for chunk in images.split(64):
-            out.append(self.backbone(self.preprocess(chunk)).float())
+        for chunk in images.split(256 if self.device.type == "cuda" else 64):
+            x = self.preprocess(chunk.to(self.device, non_blocking=True))
+            out.append(self.backbone(x).float().cpu())
         return torch.cat(out) if out else torch.zeros(0, self.num_features)
 
 
@@ -190,7 +199,7 @@ def evaluate_generator(
     from augmentor.io import atomic_write_text
     from transfer.errors import DataError
 
-    gen = load_generator(generator_dir)
+    gen = load_generator(generator_dir, "cuda" if torch.cuda.is_available() else "cpu")
     # the real images, converted to the generator's size and channels the way its own
     # training images were
     data = load_training_data(real, gen.image_size, gen.channels, min_per_class=1)

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from augmentor.trainer import build_trainer, fit
+from augmentor.trainer import build_trainer, ddp_strategy, fit
 from transfer.config import FinetuneConfig
 
 __all__ = ["device_name", "fit_stage", "last_logged", "stage_trainer"]
@@ -31,20 +31,21 @@ def stage_trainer(
     progress: bool,
     find_unused: bool = False,
     validate: bool = True,
+    single_device: bool = False,
+    resume: bool = False,
 ) -> L.Trainer:
-    """The trainer of one stage (``probe`` or ``finetune``), logging under ``out/logs/<stage>``."""
-    strategy: Any = "auto"
-    if torch.cuda.device_count() > 1 and config.devices not in (1, [0], "1"):
-        from lightning.pytorch.strategies import DDPStrategy
-
-        strategy = DDPStrategy(find_unused_parameters=find_unused)
+    """The trainer of one stage (``probe`` or ``finetune``), logging under ``out/logs/<stage>``;
+    DDP over ``config.devices`` unless ``single_device``."""
+    devices: Any = 1 if single_device else config.devices
+    nodes = 1 if single_device else config.num_nodes
     return build_trainer(
         out,
         stage=stage,
-        devices=config.devices,
-        num_nodes=config.num_nodes,
+        resume=resume,
+        devices=devices,
+        num_nodes=nodes,
         precision=config.precision,
-        strategy=strategy,
+        strategy=ddp_strategy(devices, nodes, find_unused),
         callbacks=callbacks,
         progress=progress,
         max_epochs=epochs,

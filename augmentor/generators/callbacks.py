@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from augmentor.seeding import torch_generator
+from augmentor.trainer import read_metric_rows
 
 __all__ = ["QualityTracker", "SampleGrid", "plot_losses", "write_grid"]
 
@@ -90,7 +91,6 @@ class QualityTracker(Callback):
 
 
 def plot_losses(out: Path) -> None:
-    import csv
 
     import matplotlib
 
@@ -99,15 +99,11 @@ def plot_losses(out: Path) -> None:
 
     from augmentor.io import save_figure
 
-    path = out / "logs" / "metrics.csv"
-    if not path.is_file():
-        return
     series: dict[str, list[tuple[int, float]]] = {}
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            for k, v in row.items():
-                if k.startswith("train/") and v:
-                    series.setdefault(k, []).append((int(row["step"]), float(v)))
+    for row in read_metric_rows(out / "logs"):  # a resumed run: every part, in order
+        for k, v in row.items():
+            if k.startswith("train/") and v:
+                series.setdefault(k, []).append((int(row["step"]), float(v)))
     if not series:
         return
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)

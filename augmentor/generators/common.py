@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from augmentor.generators.config import META_FILE, GeneratorError, size_levels
+from augmentor.trainer import DivergenceError
 
 __all__ = [
     "META_FILE",
@@ -113,11 +114,6 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
             f"{str(path)!r}: format_version {meta.get('format_version')!r} is not {META_VERSION}"
         )
     return meta
-
-
-class DivergenceError(RuntimeError):
-    """A loss or weight became non-finite or exploded; the message says at which step and what
-    was kept."""
 
 
 def save_generator(model: Any, directory: Path, meta: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,16 +19,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
 from augmentor.generators.callbacks import QualityTracker, SampleGrid, plot_losses
 from augmentor.generators.common import VERSIONS, DivergenceError, save_generator
-from augmentor.generators.config import TrainConfig
+from augmentor.generators.config import GeneratorError, TrainConfig
 from augmentor.generators.data import GeneratorData, load_training_data
 from augmentor.generators.system import build_system
+from augmentor.guards import DivergenceGuard, EpochCheckpoint
+from augmentor.io import atomic_write_text, prepare_run_dir
 from augmentor.seeding import global_seed
-from augmentor.trainer import build_trainer, fit, versions
+from augmentor.trainer import build_trainer, ddp_strategy, fit, is_global_zero, versions
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def train_generator(
     config: TrainConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]] | None = None,
     callbacks: list[Callback] | None = None,
@@ -95,15 +97,23 @@ def train_generator(
     Args:
         data: an ImageFolder directory or prepared :class:`GeneratorData`.
         out: the run directory: ``generator/`` (the final sampling network, saved with
-            ``save_pretrained``), ``best/`` (with ``score``), ``checkpoints/``, ``samples/``
-            (a grid per epoch), ``logs/``, ``loss.png`` and ``train.json``.
-        config: the settings; ``None`` fields are chosen by :func:`resolve_config`.
-        resume: continue from ``out/checkpoints/last.ckpt``.
+            ``save_pretrained``), ``best/`` (with ``score``), ``checkpoints/last.ckpt``
+            (written every ``steps_per_epoch`` steps, atomically), ``samples/`` (a grid per
+            epoch), ``logs/``, ``loss.png``, ``run.json`` and ``train.json``.
+        config: the settings; ``None`` fields are chosen by :meth:`TrainConfig.resolved`.
+            ``steps`` are optimizer steps, exactly, whatever the device count.
+        resume: continue from ``out/checkpoints/last.ckpt`` (a run of the same settings and
+            data; ``steps`` and ``minutes`` may grow).
+        overwrite: replace a previous run in ``out`` (without it or ``resume`` it is refused).
         score: quality of sampled images, e.g. KID (lower is better) in a pretrained feature
             space; tracked every epoch and the best generator kept.
     """
     with global_seed(config.seed):
-        return _train(data, out, config, resume, progress, score, callbacks)
+        return _train(data, out, config, resume, overwrite, progress, score, callbacks)
+
+
+# settings that may change between an interrupted run and its resumption
+_BUDGET = ("steps", "minutes", "devices", "precision", "eval_samples")
 
 
 def _train(
@@ -111,18 +121,28 @@ def _train(
     out: str | Path,
     config: TrainConfig,
     resume: bool,
+    overwrite: bool,
     progress: bool,
     score: Callable[[torch.Tensor, torch.Tensor], dict[str, float]] | None,
     callbacks: list[Callback] | None,
 ) -> TrainResult:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if not isinstance(data, GeneratorData):
         data = load_training_data(data, config.image_size, config.channels, config.min_per_class)
-    for note in data.notes:
+    for note in data.notes if is_global_zero() else ():
         log.warning("%s", note)
     config = resolve_config(config, data)
-    epochs = math.ceil(config.steps / config.steps_per_epoch) if config.steps else 10**9
+    settings = {k: v for k, v in asdict(config).items() if k not in _BUDGET}
+    identity = {**settings, "classes": data.class_names, "data_fingerprint": data.fingerprint}
+    out = Path(out)
+    if is_global_zero():  # the other processes of a multi-device run find it claimed
+        prepare_run_dir(
+            out,
+            identity,
+            resume=resume,
+            overwrite=overwrite,
+            products=["generator", "best", "samples", "logs", "loss.png", "train.json"],
+            error=GeneratorError,
+        )
     module = build_system(config, data)
     meta = {
         "kind": config.kind,
@@ -137,66 +157,68 @@ def _train(
     def save(model: torch.nn.Module, directory: Path, extra: dict[str, Any]) -> None:
         save_generator(model, directory, {**meta, "step": int(module.step), **extra})
 
-    ckpt = ModelCheckpoint(
-        dirpath=str(out / "checkpoints"),
-        save_last=True,
-        save_top_k=0,
-        every_n_epochs=1,
-        save_on_train_epoch_end=True,
-    )
-    cbs: list[Callback] = [ckpt, SampleGrid(out / "samples", data.class_names)]
+    last = out / "checkpoints" / "last.ckpt"
+    cbs: list[Callback] = [
+        DivergenceGuard(),  # checks each epoch before anything of it is saved
+        SampleGrid(out / "samples", data.class_names),
+    ]
     tracker = None
     if score is not None:
         tracker = QualityTracker(score, config.eval_samples, save, out / "best")
         cbs.append(tracker)
     cbs += callbacks or []
+    cbs.append(EpochCheckpoint(last))  # Lightning runs checkpoint callbacks last
     trainer = build_trainer(
         out,
+        resume=resume,
         devices=config.devices,
         precision=config.precision,
+        strategy=ddp_strategy(config.devices, find_unused=config.kind == "gan"),
         callbacks=cbs,
         progress=progress,
-        max_epochs=epochs,
+        max_steps=config.steps * module.optimizer_steps_per_step if config.steps else -1,
+        max_epochs=-1,
         max_time={"minutes": config.minutes} if config.minutes else None,
         log_every_n_steps=min(10, config.steps_per_epoch),
+        # every process draws its own seeded batch per step: the step tokens are not sharded
+        use_distributed_sampler=False,
     )
     loader = DataLoader(_Steps(config.steps_per_epoch), batch_size=None, shuffle=False)
-    last = out / "checkpoints" / "last.ckpt"
     t = time.perf_counter()
     try:
         fit(
             trainer,
             module,
             loader,
-            ckpt_path=str(last) if resume and last.is_file() else None,
+            ckpt_path=str(last) if resume else None,
             resume_hint="rerun with --resume to continue",
-            quiet=[".*does not have many workers.*"],
+            # the step tokens carry no state: a step's draws come from the step counter in the
+            # checkpoint, so resuming inside an epoch continues exactly
+            quiet=[".*does not have many workers.*", ".*dataloader is not resumable.*"],
         )
     except DivergenceError as e:
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint yet"
         raise DivergenceError(
-            f"{e}; training stopped, {kept}, nothing was saved as the generator. Lower the "
-            "learning rate (--lr) and resume, or restart"
+            f"{e}; training stopped: {kept}, nothing was saved from the diverged epoch"
         ) from None
     seconds = time.perf_counter() - t
-    final = out / "generator"
-    save(
-        module.sampler(),
-        final,
-        {"quality": tracker.history[-1] if tracker and tracker.history else None},
-    )
-    plot_losses(out)
-    from augmentor.io import atomic_write_text
-
     result = TrainResult(
         out,
-        final,
+        out / "generator",
         config,
         int(module.step),
         seconds,
         data.notes,
         tracker.history if tracker else [],
     )
+    if not trainer.is_global_zero:  # rank 0 alone writes (every rank holds the same weights)
+        return result
+    save(
+        module.sampler(),
+        result.generator_dir,
+        {"quality": tracker.history[-1] if tracker and tracker.history else None},
+    )
+    plot_losses(out)
     atomic_write_text(
         out / "train.json",
         json.dumps(

@@ -22,7 +22,6 @@ import lightning as L
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from augmentor.generators.common import DivergenceError
 from augmentor.generators.config import TrainConfig
 from augmentor.generators.data import GeneratorData
 from augmentor.generators.gan import ProjectionDiscriminator, diff_augment
@@ -70,6 +69,9 @@ class GeneratorSystem(L.LightningModule):
     labels: torch.Tensor
     step: torch.Tensor
     model: Any
+    lr_option = "--lr"  # what a divergence message tells the user to lower
+    optimizer_steps_per_step = 1  # Lightning's global_step counts optimizer steps
+    loss_ratio_check = True  # the divergence guard compares epoch losses with the first
 
     def __init__(self, config: TrainConfig, data: GeneratorData, ema: bool) -> None:
         super().__init__()
@@ -77,6 +79,7 @@ class GeneratorSystem(L.LightningModule):
         self.config = config
         self.batch_size: int = config.batch_size
         self.lr: float = config.lr
+        self.watched_loss: torch.Tensor | None = None  # read by the divergence guard
         self.model = build_model(config, len(data.class_names))
         self.register_buffer("images", data.images, persistent=False)
         self.register_buffer("labels", data.labels, persistent=False)
@@ -101,9 +104,8 @@ class GeneratorSystem(L.LightningModule):
         ).to(self.images.device)
         return self.images[idx], self.labels[idx], g
 
-    def check(self, name: str, value: torch.Tensor) -> None:
-        if not torch.isfinite(value):
-            raise DivergenceError(f"{name} became {value.item()} at step {int(self.step)}")
+    def current_step(self) -> int:
+        return int(self.step)
 
     def on_train_batch_end(self, *args: Any) -> None:
         if self.ema is not None:
@@ -125,7 +127,7 @@ class LossSystem(GeneratorSystem):
     def compute_loss(self, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y, g = self.draw(step)
         loss, parts = self.model.loss(x, y, generator=g)
-        self.check("loss", loss)
+        self.watched_loss = loss.detach()  # checked on the device, not synced every step
         return loss, parts
 
     def training_step(self, batch: Any, _: int) -> torch.Tensor:
@@ -147,6 +149,9 @@ class LossSystem(GeneratorSystem):
 class GANSystem(GeneratorSystem):
     """The GAN: a discriminator step then a generator step per training step (hinge loss,
     DiffAugment on real and fake images before the discriminator), manual optimization."""
+
+    loss_ratio_check = False  # adversarial losses have no level to compare with
+    optimizer_steps_per_step = 2  # the discriminator's and the generator's
 
     def __init__(self, config: TrainConfig, data: GeneratorData) -> None:
         super().__init__(config, data, ema=True)
@@ -182,12 +187,11 @@ class GANSystem(GeneratorSystem):
         d_real = self.disc(aug(real), y)
         d_fake = self.disc(aug(fake.detach()), y)
         d_loss = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
-        self.check("discriminator loss", d_loss)
         opt_d.zero_grad(set_to_none=True)
         backward(d_loss)
         opt_d.step()
         g_loss = -self.disc(aug(fake), y).mean()
-        self.check("generator loss", g_loss)
+        self.watched_loss = (d_loss + g_loss).detach()
         opt_g.zero_grad(set_to_none=True)
         backward(g_loss)
         opt_g.step()

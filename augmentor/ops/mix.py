@@ -16,13 +16,13 @@ import numpy as np
 from augmentor._validation import check_number
 
 
-def _one_hot(labels: Any, num_classes: int) -> Any:
+def _one_hot(labels: Any, num_classes: int, check: bool = True) -> Any:
     import torch
 
     if labels.ndim == 2:
         return labels.float()
     bad = labels.dtype.is_floating_point
-    if not bad and labels.numel():
+    if check and not bad and labels.numel():
         # One host sync for both bounds (on a GPU each ``.min() < 0`` is a sync of its own).
         lo, hi = torch.stack(torch.aminmax(labels)).tolist()
         bad = lo < 0 or hi >= num_classes
@@ -63,10 +63,13 @@ class MixUp:
         labels: Any,
         rng: np.random.Generator,
         params: dict[str, Any] | None = None,
+        check_labels: bool = True,
     ) -> tuple[Any, Any]:
+        """Mix a batch. ``check_labels=False`` skips the bounds check of integer labels (a
+        host sync on a GPU), for callers whose labels are valid class indices already."""
         params = params or self.make_params(images.shape[0], rng)
         lam, perm = params["lam"], params["perm"]
-        y = _one_hot(labels, self.num_classes)
+        y = _one_hot(labels, self.num_classes, check_labels)
         xf = images.float() if not images.dtype.is_floating_point else images
         mixed = lam * xf + (1 - lam) * xf[perm]
         return mixed.to(images.dtype) if images.dtype.is_floating_point else mixed, (
@@ -101,6 +104,7 @@ class CutMix(MixUp):
         labels: Any,
         rng: np.random.Generator,
         params: dict[str, Any] | None = None,
+        check_labels: bool = True,
     ) -> tuple[Any, Any]:
         n, _, h, w = images.shape
         params = params or self.make_params(n, rng, (h, w))
@@ -108,5 +112,5 @@ class CutMix(MixUp):
         perm, lam = params["perm"], params["lam"]
         out = images.clone()
         out[:, :, y0:y1, x0:x1] = images[perm, :, y0:y1, x0:x1]  # gather only the box
-        y = _one_hot(labels, self.num_classes)
+        y = _one_hot(labels, self.num_classes, check_labels)
         return out, lam * y + (1 - lam) * y[perm]
