@@ -134,6 +134,20 @@ def load_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def content_key(image: np.ndarray) -> str:
+    """A hash of an HWC (or HW) uint8 image's pixels and shape: how the feature cache, the
+    resume of a run and a variation's source recognise an image whatever its file name.
+
+    Example:
+        >>> content_key(np.zeros((2, 2), np.uint8)) == content_key(np.zeros((2, 2, 1), np.uint8))
+        True
+    """
+    import hashlib
+
+    img = np.ascontiguousarray(image if image.ndim == 3 else image[:, :, None])
+    return hashlib.blake2b(str(img.shape).encode() + img.tobytes(), digest_size=16).hexdigest()
+
+
 def encode_image(image: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
     """Encode an HWC uint8 image; deterministic for a given input, format and quality."""
     import io
@@ -261,11 +275,46 @@ def write_image_folder(
     """Write ``images`` (N x H x W (x C) uint8) as ``root/<class>/<prefix>_<i>.png``, or as
     ``root/<class>/<names[i]>.png`` when ``names`` (unique within a class) are given."""
     root = Path(root)
+    folders = class_folder_names(class_names)
     for i, (img, lab) in enumerate(zip(images, labels)):
         arr = img if img.ndim == 3 else img[..., None]
         stem = names[i] if names is not None else f"{prefix}_{i:05d}"
-        save_image(root / safe_name(class_names[int(lab)]) / f"{stem}.png", arr)
+        save_image(root / folders[class_names[int(lab)]] / f"{stem}.png", arr)
     return len(images)
+
+
+def class_folder_names(
+    classes: Sequence[str], error: type[Exception] = ValueError
+) -> dict[str, str]:
+    """The folder of each class: its name verbatim wherever that is a legal, visible folder
+    name (``red shoe`` stays ``red shoe``, so the folder reads back as the same class), else
+    :func:`safe_name`; two classes that would share a folder are an error naming both.
+
+    Example:
+        >>> class_folder_names(["red shoe", "a/b"])
+        {'red shoe': 'red shoe', 'a/b': 'a_b'}
+    """
+    out: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for name in classes:
+        legal = (
+            bool(name)
+            and name not in (".", "..")
+            and not name.startswith(".")
+            and "/" not in name
+            and "\0" not in name
+            and os.sep not in name
+            and len(name.encode("utf-8", "surrogateescape")) <= 255
+        )
+        folder = name if legal else safe_name(name)
+        if folder in taken:
+            raise error(
+                f"classes {taken[folder]!r} and {name!r} would be written to the same folder "
+                f"{folder!r}; rename one of them"
+            )
+        taken[folder] = name
+        out[name] = folder
+    return out
 
 
 def safe_name(name: str) -> str:

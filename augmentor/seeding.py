@@ -58,6 +58,7 @@ PURPOSES: dict[str, int] = {
     "op-decision": 19,  # reserved: per-op apply/skip decisions
     "feature-view": 20,  # the augmentation of a cached feature view (by image content)
     "init": 21,  # the initial weights of networks built by the library
+    "duplicate-pick": 22,  # which real images fill the duplicated-reals control's slots
 }
 
 

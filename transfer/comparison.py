@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ import numpy as np
 from augmentor.io import atomic_write_text
 from transfer.config import FinetuneConfig
 from transfer.errors import DataError
-from transfer.evaluate import Interval, mean_interval
+from transfer.evaluate import Interval, detectable_effect, mean_interval, repeats_for
 from transfer.finetuning import finetune
 from transfer.images import LabelledImages, load_folder
 from transfer.splits import check_repeats, per_class_draws, repeated_splits
@@ -63,6 +63,33 @@ class Comparison:
     n_train: float = 0.0
     n_test: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # (a, b) pairs whose paired difference a - b the table reports with its power
+    contrasts: list[tuple[str, str]] = field(default_factory=list)
+
+    def difference(self, a: str, b: str, metric: str = "accuracy") -> Interval:
+        """The paired difference ``a - b`` over the repeats, with its 95% CI."""
+        values = [x[metric] - y[metric] for x, y in zip(self.scores[a], self.scores[b])]
+        ratio = self.test_train_ratio if self.design != "fixed test set" else None
+        return mean_interval(values, ratio)
+
+    def power_line(self, a: str, b: str, metric: str = "accuracy") -> str:
+        """``a - b``: the difference, its CI, the half-width, the effect the repeats could
+        detect (80% power) and, when that is over a point, how many repeats a point needs."""
+        d = self.difference(a, b, metric)
+        ratio = self.test_train_ratio if self.design != "fixed test set" else 0.0
+        mde = detectable_effect(d.std, d.n, ratio)
+        line = (
+            f"{a} - {b}: {d.format_range()} points (half-width {d.half_width * 100:.2f}; "
+            f"detectable at 80% power: {mde * 100:.2f})"
+        )
+        if mde > 0.01:
+            need = repeats_for(0.01, d.std, ratio)
+            more = f"about {need}" if need else "no number of"
+            line += (
+                f"; {d.n} repeats are too few to tell a 1-point difference from zero "
+                f"({more} repeats would)"
+            )
+        return line
 
     def table(self, metric: str = "accuracy") -> str:
         """A Markdown table of ``metric`` (in %) with 95% CIs and paired differences."""
@@ -98,6 +125,9 @@ class Comparison:
                 f"(Nadeau & Bengio), n_test/n_train = {self.test_train_ratio:.2f}; "
                 "* = the difference's CI excludes 0."
             )
+        if self.contrasts:
+            lines.append("")
+            lines += [f"- {self.power_line(a, b, metric)}" for a, b in self.contrasts]
         lines += self.notes
         return "\n".join(lines)
 
@@ -114,6 +144,19 @@ class Comparison:
             "n_train": self.n_train,
             "n_test": self.n_test,
             "notes": self.notes,
+            "contrasts": [
+                {
+                    "a": a,
+                    "b": b,
+                    **self.difference(a, b).to_dict(),
+                    "detectable_80": detectable_effect(
+                        self.difference(a, b).std,
+                        len(self.scores[a]),
+                        self.test_train_ratio if self.design != "fixed test set" else 0.0,
+                    ),
+                }
+                for a, b in self.contrasts
+            ],
         }
 
 
@@ -156,6 +199,7 @@ def compare(
     *,
     test: str | Path | LabelledImages | None = None,
     train_per_class: int | None = None,
+    contrasts: Sequence[tuple[str, str]] = (),
 ) -> Comparison:
     """Run each configuration on the same ``repeats`` splits and compare them.
 
@@ -174,6 +218,8 @@ def compare(
             tested on; ``data`` then only provides training images.
         train_per_class: with ``test``, the training images drawn per class in each repeat
             (default: all of ``data``, and the repeats differ by their training seed only).
+        contrasts: pairs ``(a, b)`` of configuration names whose paired difference ``a - b``
+            the table reports with its half-width and detectable effect.
     """
     if len(configs) < 1:
         raise ValueError("compare needs at least one configuration")
@@ -254,7 +300,9 @@ def compare(
         }
         for n in names[1:]
     }
-    result = Comparison(names, scores, summary, paired, ratio, design, n_train, n_test, notes)
+    result = Comparison(
+        names, scores, summary, paired, ratio, design, n_train, n_test, notes, list(contrasts)
+    )
     atomic_write_text(out / "comparison.json", json.dumps(result.to_dict(), indent=2))
     atomic_write_text(out / "comparison.md", "# Comparison\n\n" + result.table() + "\n")
     return result

@@ -26,11 +26,13 @@ __all__ = [
     "BALANCE",
     "CROP_PCT",
     "STRATEGIES",
+    "SYNTHETIC_MODES",
     "FinetuneConfig",
     "check_crop_pct",
 ]
 
 STRATEGIES = ("linear", "lp-ft", "gradual", "full")
+SYNTHETIC_MODES = ("extra", "replace")
 BALANCE = ("none", "loss", "sampler")
 # (low, high]: the share of the short side a centre crop may keep
 CROP_PCT = (0.5, 1.0)
@@ -97,7 +99,19 @@ class FinetuneConfig:
         preset: a classic augmentation preset name for training images; None for none.
         pipeline: a pipeline config (as saved by ``Pipeline.save``); overrides ``preset``.
         synthetic: a folder of synthetic images (same classes), mixed into training only.
-        synthetic_ratio: synthetic images per real image per epoch.
+        synthetic_mode: how they are mixed in: ``extra`` (``synthetic_ratio`` extra slots per
+            real image per epoch, filled with a fresh seeded choice of synthetic images) or
+            ``replace`` (each real image is replaced by one of its own variations with
+            probability ``replace_p``; the folder must hold variations, ``augment sample
+            --like``).
+        synthetic_ratio: synthetic images per real image per epoch (``extra``).
+        replace_p: the probability that a real image is replaced by one of its variations
+            (``replace``).
+        duplicate_ratio: extra slots per real image per epoch filled with further
+            classic-augmented copies of real images: the control of ``synthetic_ratio``
+            (``compare``'s "duplicated reals").
+        steps: fine-tuning optimizer steps, overriding ``epochs`` (``compare`` gives every
+            configuration of an arm the same number).
         balance: ``none``, ``loss`` (class-weighted loss) or ``sampler`` (class-balanced).
         val_fraction: share of each class held out for validation (checkpoint selection and
             early stopping); 0 = none: train for the set epochs and keep the last weights
@@ -147,7 +161,11 @@ class FinetuneConfig:
     preset: str | None = "light"
     pipeline: dict[str, Any] | None = None
     synthetic: str | None = None
+    synthetic_mode: str = "extra"
     synthetic_ratio: float = 0.5
+    replace_p: float = 0.5
+    duplicate_ratio: float = 0.0
+    steps: int | None = None
     balance: str = "none"
     val_fraction: float | None = None
     bn_stats_frozen: bool = True
@@ -163,6 +181,9 @@ class FinetuneConfig:
         e = DataError
         check_choice(None, "strategy", self.strategy, STRATEGIES, error=e)
         check_choice(None, "balance", self.balance, BALANCE, error=e)
+        check_choice(None, "synthetic_mode", self.synthetic_mode, SYNTHETIC_MODES, error=e)
+        check_number(None, "replace_p", self.replace_p, 0, 1, error=e)
+        check_int(None, "steps", self.steps, lo=1, allow_none=True, error=e)
         check_int(None, "epochs", self.epochs, lo=1, allow_none=True, error=e)
         for name in ("probe_epochs", "unfreeze_every", "batch_size", "feature_views", "num_nodes"):
             check_int(None, name, getattr(self, name), lo=1, error=e)
@@ -174,7 +195,14 @@ class FinetuneConfig:
         check_number(None, "layer_decay", self.layer_decay, 0, 1, lo_open=True, error=e)
         check_number(None, "label_smoothing", self.label_smoothing, 0, 1, hi_open=True, error=e)
         check_number(None, "dropout", self.dropout, 0, 1, hi_open=True, error=e)
-        for name in ("synthetic_ratio", "mixup", "cutmix", "weight_decay", "warmup_epochs"):
+        for name in (
+            "synthetic_ratio",
+            "duplicate_ratio",
+            "mixup",
+            "cutmix",
+            "weight_decay",
+            "warmup_epochs",
+        ):
             check_number(None, name, getattr(self, name), lo=0, error=e)
         check_int(None, "image_size", self.image_size, lo=8, allow_none=True, error=e)
         lo, hi = CROP_PCT
@@ -195,10 +223,12 @@ class FinetuneConfig:
         Steps are counted as one device sees them (the last partial batch is dropped when
         there is more than one batch, as the training loader does).
         """
+        per_epoch = max(1, train_images // self.batch_size)
+        if self.steps is not None:
+            return -(-self.steps // per_epoch)
         if self.epochs is not None:
             return self.epochs
-        steps = max(1, train_images // self.batch_size)
-        return max(AUTO_EPOCHS, -(-AUTO_MIN_STEPS // steps))
+        return max(AUTO_EPOCHS, -(-AUTO_MIN_STEPS // per_epoch))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FinetuneConfig:

@@ -6,7 +6,8 @@ Synthetic images enter the training set only: the split functions never see them
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -20,7 +21,7 @@ from transfer.errors import DataError
 from transfer.images import LabelledImages
 from transfer.preprocess import PreprocessModule, to_chw_uint8
 
-__all__ = ["EpochSampler", "EvalImages", "FinetuneData", "TrainImages"]
+__all__ = ["EpochSampler", "EvalImages", "FinetuneData", "TrainImages", "variations_of"]
 
 
 class EpochSampler(Sampler):
@@ -72,9 +73,18 @@ class EpochSampler(Sampler):
 class TrainImages(Dataset):
     """Real (+ synthetic) images, classic-augmented and preprocessed, indexed by (epoch, i).
 
-    Indices below ``len(real)`` are real images; the next ``round(synthetic_ratio * len(real))``
-    slots are filled each epoch with a fresh seeded choice of synthetic images. Augmentation of
-    sample i at epoch e is a pure function of (pipeline seed, e, i).
+    * indices below ``len(real)`` are the real images. With ``variations`` (real index -> the
+      synthetic indices of its own variations) and ``replace_p``, each real image is replaced
+      by one of its variations with probability ``replace_p`` (DA-Fusion's in-batch
+      replacement), drawn from ``(seed, "replacement", epoch, i)``;
+    * the next ``round(synthetic_ratio * len(real))`` slots are filled each epoch with a fresh
+      seeded choice of synthetic images;
+    * the next ``round(duplicate_ratio * len(real))`` slots with further copies of real images
+      (each augmented with its slot's own draw): the control that tells "synthetic images
+      helped" from "more images per epoch helped".
+
+    Augmentation of sample i at epoch e is a pure function of (pipeline seed, e, i), whatever
+    the worker count, and so is every pick above.
     """
 
     def __init__(
@@ -85,35 +95,62 @@ class TrainImages(Dataset):
         synthetic: LabelledImages | None = None,
         synthetic_ratio: float = 0.0,
         seed: int = 0,
+        *,
+        variations: Sequence[Sequence[int]] | None = None,
+        replace_p: float = 0.0,
+        duplicate_ratio: float = 0.0,
     ) -> None:
         if synthetic is not None and synthetic.classes != real.classes:
             raise DataError(
                 f"synthetic classes {synthetic.classes} do not match the real classes "
                 f"{real.classes}"
             )
-        if synthetic_ratio < 0:
-            raise DataError(f"synthetic_ratio must be >= 0, got {synthetic_ratio}")
+        for name, value in (
+            ("synthetic_ratio", synthetic_ratio),
+            ("duplicate_ratio", duplicate_ratio),
+        ):
+            if value < 0:
+                raise DataError(f"{name} must be >= 0, got {value}")
+        if not 0 <= replace_p <= 1:
+            raise DataError(f"replace_p must be in [0, 1], got {replace_p}")
+        if variations is not None and len(variations) != len(real):
+            raise DataError(f"variations has {len(variations)} entries for {len(real)} images")
         self.real = real
-        self.synthetic = synthetic if synthetic is not None and synthetic_ratio > 0 else None
-        self.n_synthetic = round(synthetic_ratio * len(real)) if self.synthetic else 0
+        self.synthetic = synthetic
+        self.n_synthetic = round(synthetic_ratio * len(real)) if synthetic is not None else 0
+        self.n_duplicate = round(duplicate_ratio * len(real))
+        self.variations = [list(v) for v in variations] if variations is not None else None
+        self.replace_p = replace_p if variations is not None and synthetic is not None else 0.0
         self.preprocess = preprocess
         self.pipeline = pipeline
         self.seed = seed
 
     def __len__(self) -> int:
-        return len(self.real) + self.n_synthetic
+        return len(self.real) + self.n_synthetic + self.n_duplicate
 
     def labels(self) -> np.ndarray:
-        """Labels of the real part (synthetic slots change with the epoch)."""
+        """Labels of the real part (the other slots change with the epoch)."""
         return self.real.labels
 
     def image(self, epoch: int, i: int) -> tuple[np.ndarray, int]:
-        if i < len(self.real):
+        n = len(self.real)
+        if i < n:
+            if self.replace_p > 0 and self.variations is not None and self.variations[i]:
+                rng = stream(self.seed, "replacement", epoch, i)
+                if rng.random() < self.replace_p:
+                    options = self.variations[i]
+                    j = options[int(rng.integers(len(options)))]
+                    assert self.synthetic is not None
+                    return self.synthetic.images[j], int(self.synthetic.labels[j])
             return self.real.images[i], int(self.real.labels[i])
-        assert self.synthetic is not None
-        pick = stream(self.seed, "synthetic-pick", epoch).permutation(len(self.synthetic))
-        j = int(pick[(i - len(self.real)) % len(self.synthetic)])
-        return self.synthetic.images[j], int(self.synthetic.labels[j])
+        if i < n + self.n_synthetic:
+            assert self.synthetic is not None
+            pick = stream(self.seed, "synthetic-pick", epoch).permutation(len(self.synthetic))
+            j = int(pick[(i - n) % len(self.synthetic)])
+            return self.synthetic.images[j], int(self.synthetic.labels[j])
+        pick = stream(self.seed, "duplicate-pick", epoch).permutation(n)
+        j = int(pick[(i - n - self.n_synthetic) % n])
+        return self.real.images[j], int(self.real.labels[j])
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         epoch, i = key
@@ -123,6 +160,39 @@ class TrainImages(Dataset):
         with torch.no_grad():
             x = self.preprocess(to_chw_uint8(np.ascontiguousarray(img))[None])[0]
         return x, label
+
+
+def variations_of(
+    real: LabelledImages, synthetic: LabelledImages, folder: str | Path
+) -> list[list[int]]:
+    """For each real image, the indices in ``synthetic`` of its own variations, read from the
+    variation folder's ``manifest.jsonl`` (``augment sample --like`` names each output's source
+    by content). A folder without that manifest is an error: it holds no variations."""
+    import json
+
+    manifest = Path(folder) / "manifest.jsonl"
+    rows: dict[str, str] = {}
+    if manifest.is_file():
+        for line in manifest.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "source_key" in row and "output" in row:
+                rows[str(Path(folder) / row["output"])] = row["source_key"]
+    if not rows:
+        raise DataError(
+            f"{str(folder)!r} holds no variations of real images (its manifest names no "
+            "sources): make it with `augment sample GEN DST --like REAL_DIR`, or use "
+            "synthetic_mode='extra'"
+        )
+    by_key: dict[str, list[int]] = {}
+    rows = {str(Path(k).resolve()): v for k, v in rows.items()}
+    for j, src in enumerate(synthetic.sources):
+        key = rows.get(str(Path(src).resolve()))
+        if key is not None:
+            by_key.setdefault(key, []).append(j)
+    return [by_key.get(k, []) for k in real.content_keys()]
 
 
 class EvalImages(Dataset):

@@ -38,7 +38,7 @@ from augmentor.trainer import DivergenceError, is_global_zero, load_checkpoint_f
 from transfer.backbones import create_backbone
 from transfer.classifier import Classifier, GroupSpec, backbone_groups
 from transfer.config import AUTO_MIN_STEPS, AUTO_VAL_MIN, FinetuneConfig
-from transfer.data import EvalImages, FinetuneData, TrainImages
+from transfer.data import EvalImages, FinetuneData, TrainImages, variations_of
 from transfer.errors import DataError
 from transfer.features import FeatureCache
 from transfer.images import LabelledImages, load_folder
@@ -80,6 +80,7 @@ class RunData:
     val: LabelledImages | None
     test: LabelledImages | None
     synthetic: LabelledImages | None
+    variations: list[list[int]] | None = None  # real index -> its variations in synthetic
 
 
 @dataclass
@@ -257,6 +258,10 @@ def split_data(
     else:
         train, val = pool, None
     synthetic = load_folder(config.synthetic, classes=real.classes) if config.synthetic else None
+    variations = None
+    if synthetic is not None and config.synthetic_mode == "replace":
+        assert config.synthetic is not None
+        variations = variations_of(train, synthetic, config.synthetic)
     log.info(
         "train %d, val %d, test %s images; classes %s",
         len(train),
@@ -264,7 +269,7 @@ def split_data(
         len(test) if test is not None else "-",
         train.counts(),
     )
-    return RunData(real, train, val, test, synthetic)
+    return RunData(real, train, val, test, synthetic, variations)
 
 
 def build_classifier(config: FinetuneConfig, num_classes: int) -> tuple[Classifier, Preprocessing]:
@@ -300,13 +305,22 @@ def finetune_stage(
         p.requires_grad_(True)
     if torch.cuda.is_available():
         model = model.to(memory_format=torch.channels_last)
+    replace = config.synthetic_mode == "replace" and parts.synthetic is not None
     trainset = TrainImages(
-        train, preprocess, pipeline, parts.synthetic, config.synthetic_ratio, config.seed
+        train,
+        preprocess,
+        pipeline,
+        parts.synthetic,
+        config.synthetic_ratio if config.synthetic_mode == "extra" else 0.0,
+        config.seed,
+        variations=parts.variations if replace else None,
+        replace_p=config.replace_p if replace else 0.0,
+        duplicate_ratio=config.duplicate_ratio,
     )
     epochs = config.finetune_epochs(len(trainset))
     if config.epochs is None:
         log.info("fine-tuning for %d epochs (%d training images)", epochs, len(trainset))
-    steps = epochs * max(1, len(trainset) // config.batch_size)
+    steps = config.steps or epochs * max(1, len(trainset) // config.batch_size)
     lr_scale, warmup_floor = short_run_schedule(config, steps)
     weights = sample_weights(train.labels, k) if config.balance == "sampler" else None
     if weights is not None and trainset.n_synthetic:

@@ -7,7 +7,6 @@ preprocesses.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from augmentor.io import ImageReadError, load_image, scan_image_folder
+from augmentor.io import ImageReadError, content_key, load_image, scan_image_folder
 from transfer.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -61,10 +60,7 @@ class LabelledImages:
     def content_keys(self) -> list[str]:
         """A hash of each image's pixels and shape: the feature cache's key for the image."""
         if self._keys is None:
-            self._keys = [
-                hashlib.blake2b(str(img.shape).encode() + img.tobytes(), digest_size=16).hexdigest()
-                for img in self.images
-            ]
+            self._keys = [content_key(img) for img in self.images]
         return self._keys
 
     def join(self, other: LabelledImages) -> LabelledImages:

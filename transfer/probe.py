@@ -52,7 +52,7 @@ def train_probe(
         else None
     )
     feats, labels = [f_train.reshape(-1, f_train.shape[-1])], [np.tile(train.labels, views)]
-    if synthetic is not None and config.synthetic_ratio > 0:
+    if synthetic is not None and config.synthetic_mode == "extra" and config.synthetic_ratio > 0:
         f_syn = cache.features(model.backbone, preprocess, synthetic, 1, device=device)[0]
         n = min(len(synthetic), round(config.synthetic_ratio * len(train) * views))
         pick = stream(config.seed, "probe-synthetic").permutation(len(synthetic))[:n]

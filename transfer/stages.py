@@ -49,6 +49,7 @@ def stage_trainer(
         callbacks=callbacks,
         progress=progress,
         max_epochs=epochs,
+        max_steps=config.steps if config.steps is not None and stage == "finetune" else -1,
         enable_checkpointing=checkpoint,
         use_distributed_sampler=False,
         log_every_n_steps=1,

@@ -22,16 +22,20 @@ from augmentor.trainer import DivergenceError
 
 __all__ = [
     "META_FILE",
+    "VARY_METHODS",
     "VERSIONS",
     "DivergenceError",
     "GeneratorError",
     "check_labels",
     "evaluating",
     "no_images",
+    "prepare_variation",
     "randn",
     "read_meta",
+    "same_class_partners",
     "save_generator",
     "size_levels",
+    "slerp",
     "to_uint8",
     "write_meta",
 ]
@@ -90,6 +94,81 @@ def evaluating(module: torch.nn.Module) -> Iterator[None]:
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] float images -> uint8 in [0, 255] (same shape), on the CPU."""
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+
+VARY_METHODS = ("posterior", "slerp", "sdedit")
+
+
+def prepare_variation(
+    model: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor | Sequence[int],
+    n_per_image: int,
+    strength: float,
+    method: str,
+    methods: Sequence[str] = ("posterior", "slerp"),
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Check a ``vary`` call and return ``(images in [-1, 1], labels, n_per_image)``."""
+    from augmentor._validation import check_choice, check_int, check_number
+
+    e = GeneratorError
+    check_choice("vary", "method", method, methods, error=e)
+    check_number("vary", "strength", strength, 0, 1, error=e)
+    n = check_int("vary", "n_per_image", n_per_image, lo=1, error=e)
+    cfg = model.config
+    want = (cfg.channels, cfg.image_size, cfg.image_size)
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+        raise e(f"vary: images must be a uint8 tensor (N, C, H, W), got {_describe(images)}")
+    if tuple(images.shape[1:]) != want:
+        raise e(
+            f"vary: images must be (N, {want[0]}, {want[1]}, {want[2]}) for this generator, got "
+            f"{tuple(images.shape)}"
+        )
+    device = next(model.parameters()).device
+    y = check_labels(images.shape[0], labels, cfg.num_classes, device)
+    x = images.to(device).float() / 127.5 - 1
+    return x, y, n
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
+    return type(x).__name__
+
+
+def same_class_partners(
+    labels: torch.Tensor,
+    pool_labels: torch.Tensor,
+    pool_latents: torch.Tensor,
+    latents: torch.Tensor,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """For each row, the index in the pool of a random other item of its class (one whose
+    latent differs from the row's own), or -1 when its class has none; drawn with
+    ``generator``."""
+    g_dev = generator.device if generator is not None else labels.device
+    u = torch.rand(len(labels), generator=generator, device=g_dev).to(labels.device)
+    out = torch.full((len(labels),), -1, dtype=torch.long, device=labels.device)
+    for row in range(len(labels)):
+        members = torch.nonzero(pool_labels == labels[row]).flatten()
+        if len(members):
+            same = (pool_latents[members] - latents[row]).abs().amax(1) < 1e-6
+            members = members[~same]
+        if len(members):
+            out[row] = members[min(int(u[row] * len(members)), len(members) - 1)]
+    return out
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation from ``a`` towards ``b`` (rows), a share ``t`` of the way;
+    linear where the two are nearly parallel."""
+    na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
+    cos = ((a / na.clamp_min(1e-8)) * (b / nb.clamp_min(1e-8))).sum(1, keepdim=True)
+    omega = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    lin = (1 - t) * a + t * b
+    sph = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / so.clamp_min(1e-8)
+    return torch.where(so < 1e-4, lin, sph)
 
 
 def write_meta(directory: str | Path, meta: dict[str, Any]) -> None:

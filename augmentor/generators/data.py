@@ -4,7 +4,7 @@ as a float tensor in [-1, 1] with labels, a fingerprint and notes on what was co
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,8 @@ class GeneratorData:
     class_names: list[str]
     fingerprint: str
     notes: list[str]
+    sources: list[str] = field(default_factory=list)  # the file of each image
+    keys: list[str] = field(default_factory=list)  # each image's content key, as decoded
 
 
 def load_training_data(
@@ -41,7 +43,7 @@ def load_training_data(
     """
     import cv2
 
-    from augmentor.io import ImageReadError, load_image, scan_image_folder
+    from augmentor.io import ImageReadError, content_key, load_image, scan_image_folder
 
     if image_size is not None:  # before any image is decoded
         check_image_size(image_size)
@@ -52,11 +54,16 @@ def load_training_data(
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         raise GeneratorError(str(e)) from None
     imgs, labels, notes, skipped = [], [], [], []
+    sources: list[str] = []
+    keys: list[str] = []
     index = {c: i for i, c in enumerate(folder.classes)}
     for item in folder.items:
         try:
-            imgs.append(load_image(item.path))
+            img = load_image(item.path)
+            imgs.append(img)
             labels.append(index[item.class_name])
+            sources.append(str(item.path))
+            keys.append(content_key(img))
         except ImageReadError as e:
             skipped.append(f"{item.path}: {e}")
     if skipped:
@@ -105,4 +112,6 @@ def load_training_data(
         out[i] = im
     fingerprint = hashlib.sha256(out.tobytes() + np.asarray(labels).tobytes()).hexdigest()
     x = torch.from_numpy(out).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return GeneratorData(x, torch.tensor(labels), list(folder.classes), fingerprint, notes)
+    return GeneratorData(
+        x, torch.tensor(labels), list(folder.classes), fingerprint, notes, sources, keys
+    )

@@ -22,6 +22,7 @@ from augmentor.generators.common import (
     check_labels,
     evaluating,
     no_images,
+    prepare_variation,
     randn,
     size_levels,
     to_uint8,
@@ -124,5 +125,44 @@ class ConditionalDiffusion(ModelMixin, ConfigMixin):  # type: ignore[misc]  # di
         with evaluating(self):
             for t in sched.timesteps:
                 eps = self(x, t.to(dev).expand(n), y)
+                x = sched.step(eps, t, x).prev_sample
+        return to_uint8(x)
+
+    @torch.no_grad()
+    def vary(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | list[int],
+        n_per_image: int,
+        strength: float,
+        generator: torch.Generator | None = None,
+        method: str = "sdedit",
+        steps: int | None = None,
+    ) -> torch.Tensor:
+        """``n_per_image`` variations of each uint8 image ``(N, C, H, W)`` by SDEdit (Meng et
+        al. 2022): noise the image to step ``strength * T`` of the schedule, then denoise with
+        DDIM from there. Rows ``i * n_per_image ...`` are image ``i``'s; labels are kept.
+        ``strength`` 0 returns the image itself."""
+        x0, y, n = prepare_variation(
+            self, images, labels, n_per_image, strength, method, methods=("sdedit",)
+        )
+        if x0.shape[0] == 0:
+            return no_images(self.config)
+        if strength == 0:
+            return images.repeat_interleave(n, 0).cpu()
+        dev = x0.device
+        sched = DDIMScheduler(**self._schedule())
+        sched.set_timesteps(steps or self.cfg.sample_steps)
+        t_start = int(round(strength * (self.cfg.num_train_timesteps - 1)))
+        timesteps = [t for t in sched.timesteps if int(t) <= t_start]
+        if not timesteps:  # a strength below the first sampling step: the image itself
+            return images.repeat_interleave(n, 0).cpu()
+        x0 = x0.repeat_interleave(n, 0)
+        y = y.repeat_interleave(n, 0)
+        noise = randn(x0.shape, generator, dev)
+        x = sched.add_noise(x0, noise, timesteps[0].reshape(1).to(dev))
+        with evaluating(self):
+            for t in timesteps:
+                eps = self(x, t.to(dev).expand(len(y)), y)
                 x = sched.step(eps, t, x).prev_sample
         return to_uint8(x)

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from torch.nn.utils import spectral_norm
 
 from augmentor.generators.common import (
+    GeneratorError,
     check_labels,
     evaluating,
     no_images,
@@ -171,6 +172,14 @@ class ConditionalGenerator(ModelMixin, ConfigMixin):  # type: ignore[misc]  # di
             return no_images(self.config)
         with evaluating(self):
             return to_uint8(self(self.noise(n, generator), y))
+
+    def vary(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Not possible: a GAN maps noise to images and has no encoder to map a given image
+        back. Variations of real images come from the VAE or the diffusion generator."""
+        raise GeneratorError(
+            "a GAN cannot make variations of given images (it has no encoder); train a VAE or "
+            "a diffusion generator for that (augment train vae|diffusion)"
+        )
 
 
 class ProjectionDiscriminator(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffusers\' own two bases disagree on config_name

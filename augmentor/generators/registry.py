@@ -78,6 +78,22 @@ class LoadedGenerator:
         """``n`` uint8 images ``(n, C, H, W)``; labels default to a balanced cycle."""
         return self.model.sample(n, labels=labels, generator=generator)
 
+    def vary(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | list[int],
+        n_per_image: int,
+        strength: float,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """``n_per_image`` uint8 variations ``(N * n_per_image, C, H, W)`` of the uint8 images
+        ``(N, C, H, W)`` (the generator's size and channels), each keeping its label;
+        ``strength`` in [0, 1], 0 = the image itself as near as the generator allows. The VAE
+        (``method="posterior"`` or ``"slerp"``) and the diffusion model (SDEdit) can; a GAN
+        raises :class:`GeneratorError`."""
+        return self.model.vary(images, labels, n_per_image, strength, generator, **kwargs)
+
     def label_of(self, name: str) -> int:
         if name not in self.class_names:
             raise GeneratorError(f"class {name!r} is not one of {self.class_names}")

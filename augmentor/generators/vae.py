@@ -19,8 +19,11 @@ from augmentor.generators.common import (
     check_labels,
     evaluating,
     no_images,
+    prepare_variation,
     randn,
+    same_class_partners,
     size_levels,
+    slerp,
     to_uint8,
 )
 
@@ -107,3 +110,47 @@ class ConditionalVAE(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuser
         z = randn((n, self.cfg.latent_dim), generator, device)
         with evaluating(self):
             return to_uint8(self.decode(z, y))
+
+    @torch.no_grad()
+    def vary(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | list[int],
+        n_per_image: int,
+        strength: float,
+        generator: torch.Generator | None = None,
+        method: str = "posterior",
+        pool: tuple[torch.Tensor, torch.Tensor | list[int]] | None = None,
+    ) -> torch.Tensor:
+        """``n_per_image`` variations of each uint8 image ``(N, C, H, W)``, each keeping its
+        label; ``(N * n_per_image, C, H, W)`` uint8, the variations of image ``i`` at rows
+        ``i * n_per_image ...``. ``strength`` 0 gives the reconstruction of the image.
+
+        * ``posterior``: decode ``z = mu + strength * sigma * eps`` from the image's posterior;
+        * ``slerp``: decode a point on the great circle from the image's latent towards the
+          latent of another image of the same class (White 2016), a share ``strength / 2`` of
+          the way. The other image comes from ``pool`` (uint8 images and labels; default:
+          ``images`` themselves); a class with no other image falls back to ``posterior``.
+        """
+        x, y, n = prepare_variation(self, images, labels, n_per_image, strength, method)
+        if x.shape[0] == 0:
+            return no_images(self.config)
+        device = self.from_latent.weight.device
+        with evaluating(self):
+            mu, logvar = self.encode(x.to(device), y)
+            mu_r = mu.repeat_interleave(n, 0)
+            sd_r = (0.5 * logvar).exp().repeat_interleave(n, 0)
+            y_r = y.repeat_interleave(n, 0)
+            eps = randn(mu_r.shape, generator, device)
+            z = mu_r + strength * sd_r * eps
+            if method == "slerp":
+                if pool is None:
+                    p_mu, p_y = mu, y
+                else:
+                    px, py, _ = prepare_variation(self, pool[0], pool[1], 1, strength, method)
+                    p_mu, p_y = self.encode(px, py)[0], py
+                partner = same_class_partners(y_r, p_y, p_mu, mu_r, generator)
+                found = partner >= 0
+                target = p_mu[partner.clamp(min=0)]
+                z = torch.where(found[:, None], slerp(mu_r, target, strength / 2), z)
+            return to_uint8(self.decode(z, y_r))
