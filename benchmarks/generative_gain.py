@@ -47,6 +47,7 @@ from transfer.generative import (
     ARMS,
     CONFIG_NAMES,
     CONTROL,
+    RECIPE,
     SyntheticRecipe,
     arm_configs,
     make_synthetic,
@@ -93,12 +94,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--arms", nargs="+", default=["scratch"], choices=sorted(ARMS))
     p.add_argument("--image-size", type=int, default=64, help="pretrained arm input size")
-    p.add_argument("--generator", default="vae")
-    p.add_argument("--generator-steps", type=int, default=1500)
-    p.add_argument("--per-image", type=int, default=4)
-    p.add_argument("--method", default=None)
-    p.add_argument("--strength", type=float, default=0.5)
-    p.add_argument("--band", type=float, nargs=2, default=[0.5, 1.0])
+    p.add_argument("--generator", default=RECIPE.generator)
+    p.add_argument("--generator-steps", type=int, default=RECIPE.steps)
+    p.add_argument("--per-image", type=int, default=RECIPE.per_image)
+    p.add_argument("--method", default=RECIPE.method)
+    p.add_argument("--strength", type=float, default=RECIPE.strength)
+    p.add_argument("--band", type=float, nargs=2, default=list(RECIPE.band or (0.5, 1.0)))
+    p.add_argument("--perceptual", type=float, default=RECIPE.perceptual)
     p.add_argument("--no-filter", action="store_true")
     p.add_argument("--mode", choices=["extra", "replace"], default="extra")
     p.add_argument("--ratio", type=float, default=1.0)
@@ -115,6 +117,7 @@ def main() -> None:
         strength=args.strength,
         method=args.method,
         band=None if args.no_filter else (args.band[0], args.band[1]),
+        perceptual=args.perceptual,
     )
     tag = f"{args.split}-{args.shots}"
     out = args.out / tag

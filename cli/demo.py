@@ -70,8 +70,12 @@ def demo(
     out = out or Path("runs/demo-quick" if quick else "runs/demo")
     for name in ("lightning.pytorch", "lightning.fabric"):  # the study's own lines say what happens
         logging.getLogger(name).setLevel(logging.ERROR)
+    from cli.errors import fail
+
     try:
         result = run_study(out, budget, seed, devices, say=click.echo)
+    except ValueError as e:
+        fail(str(e))
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted; rerun the same command to resume ({out})", err=True)
         raise SystemExit(130) from None

@@ -9,7 +9,14 @@ from typing import Any
 import click
 
 from cli.options import CropPct, devices_option, preset_choice
-from transfer.config import AUTO_EPOCHS, AUTO_MIN_STEPS, BALANCE, STRATEGIES, FinetuneConfig
+from transfer.config import (
+    AUTO_EPOCHS,
+    AUTO_MIN_STEPS,
+    BALANCE,
+    STRATEGIES,
+    SYNTHETIC_MODES,
+    FinetuneConfig,
+)
 
 D = FinetuneConfig.default  # every default below is the library's own
 
@@ -144,6 +151,22 @@ def finetune_options(f: Any) -> Any:
             help="Synthetic images per real image per epoch.",
         ),
         click.option(
+            "--synthetic-mode",
+            type=click.Choice(SYNTHETIC_MODES),
+            default=D("synthetic_mode"),
+            show_default=True,
+            help="extra: --synthetic-ratio extra slots per real image; replace: each real image "
+            "replaced by one of its variations (augment sample --like) with probability "
+            "--replace-p.",
+        ),
+        click.option(
+            "--replace-p",
+            type=click.FloatRange(0, 1),
+            default=D("replace_p"),
+            show_default=True,
+            help="With --synthetic-mode replace: the probability of the swap.",
+        ),
+        click.option(
             "--synthetic",
             type=click.Path(path_type=Path),
             default=None,
@@ -214,6 +237,8 @@ def build_config(**kw: Any) -> Any:
         pipeline=pipeline,
         synthetic=str(kw["synthetic"]) if kw.get("synthetic") else None,
         synthetic_ratio=kw["synthetic_ratio"],
+        synthetic_mode=kw["synthetic_mode"],
+        replace_p=kw["replace_p"],
     )
 
 

@@ -470,3 +470,15 @@ def test_compare_on_a_fixed_test_set_with_a_config_per_split(fmnist, tmp_path):
     assert weights.stat().st_mtime_ns != stamp
     with pytest.raises(DataError, match="needs a fixed test set"):
         compare(fmnist, configs, tmp_path, repeats=2, train_per_class=5)
+
+
+def test_a_synthetic_folder_the_filter_emptied_trains_on_the_reals(fmnist, tmp_path, caplog):
+    from transfer.finetuning import split_data
+
+    empty = tmp_path / "variations"
+    for name in fmnist.classes:
+        (empty / name).mkdir(parents=True)  # what vary_folder leaves when nothing passes
+    cfg = FinetuneConfig(backbone="small_cnn", pretrained=False, synthetic=str(empty))
+    with caplog.at_level("WARNING"):
+        parts = split_data(fmnist, cfg, None, None)
+    assert parts.synthetic is None and "holds no synthetic images" in caplog.text

@@ -267,7 +267,7 @@ def test_compare_reports_half_width_and_the_detectable_effect():
 
 
 @pytest.mark.slow
-def test_cli_sample_like_writes_variations_and_refuses_bad_input(tmp_path):
+def test_cli_sample_like_writes_variations_and_refuses_bad_input(tmp_path, global_rng):
     gen = _saved_vae(tmp_path / "gen")
     like = _real_folder(tmp_path / "real")
 

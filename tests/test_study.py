@@ -13,13 +13,16 @@ def test_run_study_returns_the_comparison(tmp_path):
     from dataclasses import replace
 
     lines: list[str] = []
-    budget = replace(QUICK, shots=5, generator_steps=8, kid_samples=50)
+    budget = replace(QUICK, shots=5, generator_steps=8)
     result = run_study(tmp_path / "s", budget, seed=1, say=lines.append)
-    names = result.comparison.names
-    assert names == ["real only", "real + classic", "real + classic + synthetic"]
-    assert all(len(result.comparison.scores[n]) == budget.repeats for n in names)
-    assert len(result.kids) == budget.repeats and all(k["kid"] == k["kid"] for k in result.kids)
+    assert set(result.comparisons) == {"pretrained", "scratch"}
+    for arm, comparison in result.comparisons.items():
+        names = comparison.names
+        assert names == ["real only", "real + classic", "real + classic + synthetic",
+                         "duplicated reals"]  # fmt: skip
+        assert all(len(comparison.scores[n]) == budget.repeats for n in names)
+        saved = json.loads((tmp_path / "s" / "compare" / arm / "comparison.json").read_text())
+        assert saved["names"] == names and len(saved["contrasts"]) == 3
+    assert len(result.synthetic) == budget.repeats
     assert result.report.is_file() and "| real only |" in result.report.read_text()
     assert any(line.startswith("[4/4]") for line in lines)  # the steps were reported
-    saved = json.loads((tmp_path / "s" / "compare" / "comparison.json").read_text())
-    assert saved["names"] == names

@@ -70,7 +70,7 @@ class Comparison:
         """The paired difference ``a - b`` over the repeats, with its 95% CI."""
         values = [x[metric] - y[metric] for x, y in zip(self.scores[a], self.scores[b])]
         ratio = self.test_train_ratio if self.design != "fixed test set" else None
-        return mean_interval(values, ratio)
+        return mean_interval(values, ratio, bounds=(-1.0, 1.0))
 
     def power_line(self, a: str, b: str, metric: str = "accuracy") -> str:
         """``a - b``: the difference, its CI, the half-width, the effect the repeats could
@@ -295,7 +295,9 @@ def compare(
     base = names[0]
     paired = {
         n: {
-            m: mean_interval([a[m] - b[m] for a, b in zip(scores[n], scores[base])], ratio)
+            m: mean_interval(
+                [a[m] - b[m] for a, b in zip(scores[n], scores[base])], ratio, bounds=(-1.0, 1.0)
+            )
             for m in METRICS
         }
         for n in names[1:]

@@ -45,6 +45,7 @@ class Interval:
     std: float
     n: int
     level: float = 0.95
+    clipped: bool = False  # a bound was cut to the metric's range
 
     @property
     def half_width(self) -> float:
@@ -70,11 +71,17 @@ class Interval:
             "n": self.n,
             "level": self.level,
             "half_width": self.half_width,
+            "clipped": self.clipped,
         }
 
     def format(self, scale: float = 100.0, digits: int = 1) -> str:
         if self.degenerate:
             return f"{self.mean * scale:.{digits}f} (no interval: {self.n} values without spread)"
+        if self.clipped:  # an asymmetric interval: both ends
+            return (
+                f"{self.mean * scale:.{digits}f} [{self.low * scale:.{digits}f}, "
+                f"{self.high * scale:.{digits}f}]"
+            )
         return f"{self.mean * scale:.{digits}f} ± {self.half_width * scale:.{digits}f}"
 
     def format_range(self, scale: float = 100.0, digits: int = 1) -> str:
@@ -119,9 +126,10 @@ def mean_interval(
     se = math.sqrt(factor) * std
     t = float(stats.t.ppf(0.5 + level / 2, df=v.size - 1))
     low, high = mean - t * se, mean + t * se
-    if bounds is not None:
-        low, high = max(low, bounds[0]), min(high, bounds[1])
-    return Interval(mean, low, high, std, int(v.size), level)
+    clipped = False
+    if bounds is not None and (low < bounds[0] or high > bounds[1]):
+        low, high, clipped = max(low, bounds[0]), min(high, bounds[1]), True
+    return Interval(mean, low, high, std, int(v.size), level, clipped)
 
 
 def detectable_effect(

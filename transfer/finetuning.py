@@ -257,7 +257,7 @@ def split_data(
         train, val = pool.subset(tr_idx), pool.subset(val_idx)
     else:
         train, val = pool, None
-    synthetic = load_folder(config.synthetic, classes=real.classes) if config.synthetic else None
+    synthetic = _load_synthetic(config.synthetic, real.classes) if config.synthetic else None
     variations = None
     if synthetic is not None and config.synthetic_mode == "replace":
         assert config.synthetic is not None
@@ -270,6 +270,21 @@ def split_data(
         train.counts(),
     )
     return RunData(real, train, val, test, synthetic, variations)
+
+
+def _load_synthetic(folder: str | Path, classes: list[str]) -> LabelledImages | None:
+    """The synthetic folder's images; None (and a warning) when a filter kept none of them, so
+    the run trains on its real images alone instead of failing after the generator's work."""
+    root = Path(folder)
+    found = [c for c in root.iterdir() if c.is_dir()] if root.is_dir() else None
+    if found is not None and not any(p.is_file() for c in found for p in c.iterdir()):
+        log.warning(
+            "%s holds no synthetic images (the filter kept none): training on the real "
+            "images alone",
+            root,
+        )
+        return None
+    return load_folder(root, classes=classes)
 
 
 def build_classifier(config: FinetuneConfig, num_classes: int) -> tuple[Classifier, Preprocessing]:

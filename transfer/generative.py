@@ -31,6 +31,7 @@ __all__ = [
     "ARMS",
     "CONFIG_NAMES",
     "CONTROL",
+    "RECIPE",
     "SyntheticRecipe",
     "SyntheticSet",
     "arm_configs",
@@ -72,6 +73,7 @@ class SyntheticRecipe:
         method: ``posterior`` or ``slerp`` (VAE), ``sdedit`` (diffusion); None: the
             generator's default.
         band: the filter's accepted probe probability of the intended class; None: no filter.
+        perceptual: VAE only: weight of the feature reconstruction loss (0: pixels only).
         batch_size, base_channels, image_size: the generator's (None: from the data).
     """
 
@@ -81,9 +83,17 @@ class SyntheticRecipe:
     strength: float = 0.5
     method: str | None = None
     band: tuple[float, float] | None = (0.5, 1.0)
+    perceptual: float = 0.0
     batch_size: int | None = None
     base_channels: int | None = None
     image_size: int | None = None
+
+
+# the chosen recipe: VAE variations towards other images of the same class (slerp), filtered;
+# chosen on validation draws of the training pool (BENCHMARKS.md, "Generative gain")
+RECIPE = SyntheticRecipe(
+    generator="vae", per_image=8, method="slerp", strength=1.0, band=(0.5, 1.0)
+)
 
 
 @dataclass
@@ -135,6 +145,7 @@ def make_synthetic(
         batch_size=recipe.batch_size,
         base_channels=recipe.base_channels,
         image_size=recipe.image_size,
+        perceptual=recipe.perceptual,
         seed=seed,
         devices=devices,
     )
@@ -163,6 +174,7 @@ def make_synthetic(
         method=recipe.method,
         accept=accept,
         accept_name=name,
+        strict=False,  # a class the filter empties trains on its real images alone
     )
     return SyntheticSet(
         out / "variations",

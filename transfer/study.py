@@ -1,32 +1,34 @@
 """The demo's study, callable from Python: with ``shots`` real images per class, does classic
-augmentation help a fine-tuned pretrained backbone, and do synthetic images from a generator
-help on top of it?
+augmentation help, and do synthetic images (variations of the real ones, filtered) help on top
+of it, beyond what as many more copies of the real images would?
 
-Every repeat draws a new training set from the bundled training images and tests on the same
-1,000 bundled test images. The generator of a repeat is trained on that repeat's training images
-only, so no synthetic image carries information from a test image. Everything lands in ``out``
-and is reused when the study runs again: an interrupted study resumes where it stopped.
-``augment demo`` (:mod:`cli.demo`) only parses options and prints what :func:`run_study`
-reports through ``say``.
+Two arms on the same draws: the pretrained default (EfficientNet-Lite0, LP-FT) and a small CNN
+trained from scratch. Per arm four configurations with the same optimizer steps: real only;
+real + classic; real + classic + synthetic; duplicated reals (the control). Every repeat draws a
+new training set from the bundled training images and tests on the same 1,000 bundled test
+images; its generator, its variations and its filter see that repeat's training images only.
+Everything lands in ``out`` and is reused when the study runs again: an interrupted study
+resumes where it stopped. ``augment demo`` (:mod:`cli.demo`) only parses options and prints
+what :func:`run_study` reports through ``say``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from transfer.comparison import Comparison, ConfigSpec
+from transfer.comparison import Comparison
+from transfer.generative import CONFIG_NAMES, CONTROL, RECIPE, SyntheticRecipe
+from transfer.images import LabelledImages
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONFIGS", "FULL", "GENERATOR", "QUICK", "Budget", "StudyResult", "run_study"]
+__all__ = ["FULL", "QUICK", "RECIPE", "Budget", "StudyResult", "run_study"]
 
 
 @dataclass(frozen=True)
@@ -35,24 +37,26 @@ class Budget:
 
     shots: int  # training images per class in each repeat
     repeats: int
-    image_size: int  # backbone input (the 28 px images are upsampled)
+    image_size: int  # the pretrained arm's input (the 28 px images are upsampled)
     probe_epochs: int
-    epochs: int
+    pretrained_steps: int  # fine-tuning steps of every pretrained configuration
+    scratch_steps: int  # steps of every from-scratch configuration
     generator_steps: int
-    kid_samples: int
+    per_image: int  # variations kept per real image
+    caveat: str = ""  # said under the figures (the quick run's are a smoke test, not a result)
 
 
 FULL = Budget(
-    shots=20, repeats=5, image_size=96, probe_epochs=30, epochs=4, generator_steps=1500,
-    kid_samples=500,
+    shots=20, repeats=5, image_size=64, probe_epochs=30, pretrained_steps=60, scratch_steps=300,
+    generator_steps=1500, per_image=4,
 )  # fmt: skip
 QUICK = Budget(
-    shots=10, repeats=2, image_size=32, probe_epochs=3, epochs=1, generator_steps=40,
-    kid_samples=100,
+    shots=10, repeats=2, image_size=32, probe_epochs=3, pretrained_steps=4, scratch_steps=20,
+    generator_steps=40, per_image=2,
+    caveat="A smoke test, not a result: at these budgets (a 40-step generator, 4 fine-tuning "
+    "steps, 2 repeats) the synthetic images are noise and no difference is meaningful; "
+    "`augment demo` gives the figures.",
 )  # fmt: skip
-
-GENERATOR = "vae"  # best classification accuracy score of the three in BENCHMARKS.md (issue 4)
-CONFIGS = ("real only", "real + classic", "real + classic + synthetic")
 
 
 @dataclass
@@ -60,8 +64,8 @@ class StudyResult:
     """What :func:`run_study` produced."""
 
     out: Path
-    comparison: Comparison
-    kids: list[dict[str, Any]]
+    comparisons: dict[str, Comparison]  # per arm
+    synthetic: list[dict[str, Any]]  # per repeat: acceptance and rejections of the filter
     seconds: float
 
     @property
@@ -85,7 +89,8 @@ def run_study(
     from augmentor.folders import preview_grid
     from transfer.comparison import compare
     from transfer.config import FinetuneConfig
-    from transfer.images import LabelledImages, load_folder
+    from transfer.generative import ARMS, arm_configs, make_synthetic
+    from transfer.images import load_folder
     from transfer.splits import per_class_draws
 
     t0 = time.perf_counter()
@@ -104,83 +109,107 @@ def run_study(
         f"data: the bundled Fashion-MNIST subset, {len(train)} training and {len(test)} test "
         f"images, {len(train.classes)} classes; each repeat trains on {budget.shots} per class"
     )
-
-    base = FinetuneConfig(
-        image_size=budget.image_size,
-        probe_epochs=budget.probe_epochs,
-        epochs=budget.epochs,
-        lr=3e-4,  # the rate its 4 short epochs were measured with (BENCHMARKS.md)
-        # no MixUp/CutMix: they pay off over the default's 50 epochs, not over the demo's 4
-        mixup=0.0,
-        cutmix=0.0,
-        crop_pct=None,  # the backbone's own crop, as the demo's figures were measured
-        devices=devices,
-        seed=seed,
-    )
-    classic = base.augmentation()
-    if classic is None:  # the study's base config always has a preset
+    arms: dict[str, FinetuneConfig] = {
+        "pretrained": replace(
+            ARMS["pretrained"],
+            image_size=budget.image_size,
+            probe_epochs=budget.probe_epochs,
+            steps=budget.pretrained_steps,
+            mixup=0.0,  # MixUp/CutMix pay off over the default's 300 steps, not over 60
+            cutmix=0.0,
+            synthetic_ratio=1.0,
+            devices=devices,
+            seed=seed,
+        ),
+        "scratch": replace(
+            ARMS["scratch"],
+            steps=budget.scratch_steps,
+            synthetic_ratio=1.0,
+            devices=devices,
+            seed=seed,
+        ),
+    }
+    classic = arms["pretrained"].augmentation()
+    if classic is None:  # the study's configs always have a preset
         raise ValueError("the study needs a classic augmentation preset")
     info = preview_grid(data["train"], classic, out / "preview.png", rows=10, columns=8)
     say(
-        f"[1/4] preview of the classic augmentation ({base.preset} preset: "
+        f"[1/4] preview of the classic augmentation ({arms['pretrained'].preset} preset: "
         f"{', '.join(type(op).__name__ for op in classic.ops)}), "
         f"{info['rows']} x {info['columns']} -> {out / 'preview.png'}"
     )
 
-    # The generator of repeat r learns from repeat r's training images only. The draws are
-    # the ones compare() makes (same function, same arguments); the config callback checks it.
+    # The synthetic images of repeat r come from repeat r's training images only. The draws are
+    # the ones compare() makes (same function, same arguments); the callback checks it.
+    recipe = replace(RECIPE, steps=budget.generator_steps, per_image=budget.per_image)
     draws = per_class_draws(train.labels, budget.shots, budget.repeats, seed, train.classes)
-    synthetic: dict[int, tuple[Path, list[str]]] = {}
-    kids = []
+    made: dict[int, tuple[Path, list[str]]] = {}
+    synthetic_rows = []
     for r, idx in enumerate(draws):
         part = train.subset(idx)
-        syn, kid, seconds = _generator_for_repeat(
-            out / "generators" / f"repeat-{r}", part, data["test"], budget, seed + r, devices
-        )
-        synthetic[r] = (syn, part.content_keys())
-        kids.append(kid)
+        s = make_synthetic(part, out / "synthetic" / f"repeat-{r}", recipe, seed + r, devices)
+        made[r] = (s.folder, part.content_keys())
+        kept = sum(1 for _ in s.folder.rglob("*.png"))
+        synthetic_rows.append({"repeat": r, "kept": kept, "rejected": s.rejected})
+        why = ", ".join(f"{k} {v}" for k, v in sorted(s.rejected.items())) or "none"
         say(
-            f"[2/4] repeat {r + 1}/{budget.repeats}: {GENERATOR} on {len(part)} images "
-            f"({seconds:.0f} s), KID vs the test images {kid['kid']:.2f} +- {kid['kid_std']:.2f}"
+            f"[2/4] repeat {r + 1}/{budget.repeats}: {recipe.generator} on {len(part)} images, "
+            f"{kept} variations kept by the filter (rejected: {why}; {s.seconds:.0f} s)"
         )
+        if r == 0:
+            _variations_grid(part, s.folder, out / "variations.png")
 
-    def with_synthetic(r: int, part: LabelledImages) -> FinetuneConfig:
-        folder, keys = synthetic[r]
+    def synthetic(r: int, part: LabelledImages) -> str:
+        folder, keys = made[r]
         if part.content_keys() != keys:
             raise RuntimeError(f"repeat {r}: the training draw differs from the generator's")
-        return replace(base, synthetic=str(folder))
+        return str(folder)
 
-    configs: dict[str, ConfigSpec] = {
-        CONFIGS[0]: replace(base, preset=None),
-        CONFIGS[1]: base,
-        CONFIGS[2]: with_synthetic,
-    }
-    started = time.perf_counter()
-    total = len(configs) * budget.repeats
-    done = [0]
+    comparisons: dict[str, Comparison] = {}
+    n_train = budget.shots * len(train.classes)
+    for arm, base in arms.items():
+        configs = arm_configs(base, n_train, synthetic)
+        progress = {"done": 0, "total": len(configs) * budget.repeats}
+        started = time.perf_counter()
 
-    def on_run(name: str, r: int, scores: dict[str, float]) -> None:
-        done[0] += 1
-        say(
-            f"[3/4] {done[0]}/{total} {name}, repeat {r + 1}: test accuracy "
-            f"{scores['accuracy'] * 100:.1f}% ({time.perf_counter() - started:.0f} s so far)"
+        def on_run(
+            name: str,
+            r: int,
+            scores: dict[str, float],
+            arm: str = arm,
+            progress: dict[str, int] = progress,
+            started: float = started,
+        ) -> None:
+            progress["done"] += 1
+            say(
+                f"[3/4] {arm} arm {progress['done']}/{progress['total']} {name}, repeat "
+                f"{r + 1}: test accuracy {scores['accuracy'] * 100:.1f}% "
+                f"({time.perf_counter() - started:.0f} s)"
+            )
+
+        comparisons[arm] = compare(
+            train,
+            configs,
+            out / "compare" / arm,
+            repeats=budget.repeats,
+            seed=seed,
+            on_run=on_run,
+            test=test,
+            train_per_class=budget.shots,
+            contrasts=[
+                (CONFIG_NAMES[2], CONFIG_NAMES[1]),
+                (CONFIG_NAMES[2], CONTROL),
+                (CONFIG_NAMES[1], CONFIG_NAMES[0]),
+            ],
         )
-
-    result = compare(
-        train,
-        configs,
-        out / "compare",
-        repeats=budget.repeats,
-        seed=seed,
-        on_run=on_run,
-        test=test,
-        train_per_class=budget.shots,
-    )
-    say("[4/4] test accuracy on the 1,000 bundled test images:\n")
-    say(result.table())
+    say("[4/4] test accuracy on the 1,000 bundled test images:")
+    for arm, result in comparisons.items():
+        say(f"\n{arm} arm\n\n{result.table()}")
+    if budget.caveat:
+        say(f"\n{budget.caveat}")
     seconds = time.perf_counter() - t0
-    _write_report(out, budget, base, result, kids, seconds)
-    return StudyResult(out, result, kids, seconds)
+    _write_report(out, budget, arms, recipe, comparisons, synthetic_rows, seconds)
+    return StudyResult(out, comparisons, synthetic_rows, seconds)
 
 
 def _write_once(folder: Path, write: Callable[[Path], int]) -> Path:
@@ -192,61 +221,43 @@ def _write_once(folder: Path, write: Callable[[Path], int]) -> Path:
     return folder
 
 
-def _generator_for_repeat(
-    out: Path, part: Any, test: Path, budget: Budget, seed: int, devices: Any
-) -> tuple[Path, dict[str, Any], float]:
-    """Train (or reuse) the repeat's generator, sample its synthetic folder, measure its KID."""
-    from augmentor.generators.callbacks import write_grid
-    from augmentor.generators.config import TrainConfig
-    from augmentor.generators.fit import train_generator
-    from augmentor.generators.sample import sample_folder
-    from transfer.images import save_folder
-    from transfer.quality import evaluate_generator
+def _variations_grid(part: LabelledImages, folder: Path, path: Path, per_class: int = 3) -> None:
+    """One row per source image (``per_class`` per class): the real image, then its kept
+    variations (blank where the filter kept fewer)."""
+    import numpy as np
 
-    config = TrainConfig(
-        GENERATOR, steps=budget.generator_steps, steps_per_epoch=min(500, budget.generator_steps),
-        seed=seed, devices=devices,
-    )  # fmt: skip
-    # a directory left by other settings (another --shots, --seed or budget) starts over
-    key = hashlib.sha256(
-        json.dumps([part.content_keys(), asdict(config), budget.kid_samples]).encode()
-    ).hexdigest()
-    stamp = out / "demo-key.txt"
-    if out.exists() and (not stamp.is_file() or stamp.read_text() != key):
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(key)
-    real = _write_once(out / "real", lambda folder: save_folder(part, folder))
-    seconds = 0.0
-    done = out / "train.json"
-    if not (done.is_file() and json.loads(done.read_text())["steps"] >= budget.generator_steps):
-        last = out / "checkpoints" / "last.ckpt"
-        result = train_generator(real, out, config, resume=last.is_file(), progress=False)
-        seconds = result.seconds
-    from augmentor.generators.registry import load_generator
+    from augmentor.io import Manifest, load_image, save_image
 
-    if not (out / "samples.png").is_file():  # written once the generator is final
-        gen = load_generator(out / "generator")
-        write_grid(out / "samples.png", gen, gen.num_classes, per_class=8, seed=0)
-    syn = out / "synthetic"
-    sample_folder(out / "generator", syn, per_class=budget.shots, seed=seed)
-    quality = out / "quality" / "quality.json"
-    if quality.is_file():
-        kid = json.loads(quality.read_text())
-    else:
-        kid = evaluate_generator(out / "generator", test, quality.parent, n=budget.kid_samples)
-    return syn, kid, seconds
+    rows = Manifest(folder / "manifest.jsonl").read()
+    by_key: dict[str, list[Path]] = {}
+    for row in rows:
+        if "output" in row:
+            by_key.setdefault(row["source_key"], []).append(folder / row["output"])
+    keys = part.content_keys()
+    width = max((len(v) for v in by_key.values()), default=0)
+    lines = []
+    for c in range(len(part.classes)):
+        picked = [i for i in np.flatnonzero(part.labels == c) if keys[i] in by_key][:per_class]
+        for i in picked:
+            src = part.images[i]
+            h, w = src.shape[:2]
+            cells = [src] + [load_image(p).reshape(h, w, -1) for p in by_key[keys[i]]]
+            cells += [np.zeros_like(src)] * (1 + width - len(cells))
+            gap = np.full((h, 2, src.shape[2]), 255, np.uint8)
+            lines.append(np.concatenate([cells[0], gap, *cells[1:]], axis=1))
+    if lines:
+        save_image(path, np.ascontiguousarray(np.concatenate(lines, axis=0)))
 
 
 def _write_report(
     out: Path,
     budget: Budget,
-    base: Any,
-    result: Any,
-    kids: list[dict[str, Any]],
+    arms: dict[str, Any],
+    recipe: SyntheticRecipe,
+    comparisons: dict[str, Comparison],
+    synthetic_rows: list[dict[str, Any]],
     seconds: float,
 ) -> None:
-    import numpy as np
     import torch
 
     from augmentor.io import atomic_write_text
@@ -259,56 +270,51 @@ def _write_report(
         if torch.cuda.is_available()
         else f"CPU ({torch.get_num_threads()} threads)"
     )
-    best = max(result.names, key=lambda n: result.summary[n]["accuracy"].mean)
-    slug = run_dir_name(best)
-    kid_mean = float(np.mean([k["kid"] for k in kids]))
-    kid_rows = "\n".join(
-        f"| {r + 1} | {k['kid']:.2f} ± {k['kid_std']:.2f} | {k['fid']:.1f} | "
-        f"{k['near_duplicate_rate'] * 100:.1f}% |"
-        for r, k in enumerate(kids)
-    )
+    pre, scratch = arms["pretrained"], arms["scratch"]
+    first = comparisons["pretrained"]
+    best = max(first.names, key=lambda n: first.summary[n]["accuracy"].mean)
+    kept = ", ".join(str(row["kept"]) for row in synthetic_rows)
     lines = [
         "# Did the augmentation help?",
         "",
         f"Bundled Fashion-MNIST subset, {budget.shots} real training images per class in each of "
         f"{budget.repeats} repeats (a new draw from the 1,000 training images each time), every "
-        "run tested on the same 1,000 bundled test images.",
+        "run tested on the same 1,000 bundled test images. Classic augmentation: the "
+        f"`{pre.preset}` preset. Synthetic: per repeat, a class-conditional {recipe.generator} "
+        f"trained on that repeat's images only ({recipe.steps} steps), {recipe.per_image} "
+        f"variations of each image ({recipe.method}, strength {recipe.strength}) and only "
+        "those that pass the filter fitted on the same images (probe confidence in "
+        f"{list(recipe.band or [])}, nearest class centroid, no near-duplicate), mixed in as "
+        f"{pre.synthetic_ratio:g} extra image per real image; the control, duplicated reals, "
+        "fills the same slots with augmented copies of real images. Every configuration of an "
+        "arm makes the same optimizer steps.",
         "",
-        "## Fine-tuning: test accuracy",
+        *([f"**{budget.caveat}**", ""] if budget.caveat else []),
+        f"## Pretrained arm: {pre.backbone}, {pre.strategy}, {pre.image_size} px, "
+        f"{pre.probe_epochs} probe epochs, {pre.steps} fine-tuning steps",
         "",
-        f"{base.backbone} (ImageNet weights), {base.strategy}: {base.probe_epochs} probe epochs "
-        f"on cached features, then {base.epochs} epochs of the whole network at "
-        f"{base.image_size} px. Classic augmentation: the `{base.preset}` preset. Synthetic: "
-        f"{budget.shots} images per class from the repeat's own {GENERATOR}, mixed in at "
-        f"{base.synthetic_ratio} synthetic per real image per epoch.",
+        first.table(),
         "",
-        result.table(),
+        f"## From-scratch arm: the small CNN, {scratch.steps} steps",
         "",
-        f"Per-run reports (metrics, per-class table, confusion matrix, curves): "
-        f"`compare/<configuration>/split-<r>/report/`. The configuration with the highest mean "
-        f"accuracy here, {best}, on the first repeat:",
+        comparisons["scratch"].table(),
         "",
-        f"![confusion matrix, {best}, first split](compare/{slug}/split-0/report/confusion.png)",
+        f"The pretrained configuration with the highest mean accuracy, {best}, on the first "
+        "repeat:",
+        "",
+        f"![confusion matrix, {best}, first split](compare/pretrained/{run_dir_name(best)}/"
+        "split-0/report/confusion.png)",
+        "",
+        "## The synthetic images",
+        "",
+        f"Variations kept per repeat: {kept} (of {recipe.per_image} per real image).",
+        "Each row: a real training image of the first repeat, then its kept variations:",
+        "",
+        "![real images and their variations](variations.png)",
         "",
         "## Classic augmentation",
         "",
         "![preview: originals on the left, augmented versions to the right](preview.png)",
-        "",
-        f"## Generator: class-conditional {GENERATOR}, {budget.generator_steps} steps per repeat",
-        "",
-        f"KID and FID of {budget.kid_samples // 10} samples per class against the 1,000 test "
-        "images, in the feature space of EfficientNet-Lite0 at 64 px (not comparable with "
-        "Inception-based values); near-duplicates: samples closer to a training image than "
-        "the 1% closest training pairs.",
-        "",
-        "| repeat | KID ± std | FID | near-duplicates |",
-        "|---|---|---|---|",
-        kid_rows,
-        "",
-        f"Mean KID over the repeats: {kid_mean:.2f}.",
-        "",
-        "![generator samples of the first repeat, one row per class](generators/repeat-0/"
-        "samples.png)",
         "",
         "## Run",
         "",

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from augmentor.generators.sample import FilterVerdict
+from augmentor.seeding import global_seed
 from transfer.errors import DataError
 from transfer.images import LabelledImages, load_folder
 from transfer.preprocess import to_chw_uint8
@@ -46,7 +47,8 @@ def fit_linear_probe(
     no Trainer around it. Written by hand because it is a dozen lines and scikit-learn is not a
     dependency."""
     x = features.float()
-    head = nn.Linear(x.shape[1], num_classes)
+    with global_seed(0, "init"):  # the init zeroed below: keep the caller's random state
+        head = nn.Linear(x.shape[1], num_classes)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
     opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=200, line_search_fn="strong_wolfe")

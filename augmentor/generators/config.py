@@ -93,6 +93,8 @@ class TrainConfig:
         diffaugment: GAN only: DiffAugment on real and fake images before the discriminator.
         class_bn: GAN only: class-conditional BatchNorm in the generator.
         beta: VAE only: the KL weight.
+        perceptual: VAE only: the weight of a feature reconstruction loss in frozen early
+            blocks of the offline EfficientNet-Lite0 beside the pixel loss (DFC-VAE); 0 = off.
         ema_decay: EMA of the generator weights (GAN, diffusion) used for sampling.
         steps_per_epoch: steps between checkpoints, sample grids and quality checks.
         eval_samples: images sampled for each quality check.
@@ -121,6 +123,7 @@ class TrainConfig:
     diffaugment: bool = True
     class_bn: bool = True
     beta: float = 1.0
+    perceptual: float = 0.0
     ema_decay: float = 0.999
     steps_per_epoch: int = 100
     eval_samples: int = 200
@@ -143,6 +146,9 @@ class TrainConfig:
         check_number(None, "minutes", self.minutes, lo=0, lo_open=True, allow_none=True, error=e)
         check_number(None, "lr", self.lr, lo=0, lo_open=True, allow_none=True, error=e)
         check_number(None, "beta", self.beta, lo=0, error=e)
+        check_number(None, "perceptual", self.perceptual, lo=0, error=e)
+        if self.perceptual and self.kind != "vae":
+            raise e(f"perceptual is a VAE option, not {self.kind!r}'s")
         if self.channels not in (None, 1, 3):
             raise e(f"channels must be 1 or 3, got {self.channels!r}")
         check_number(None, "ema_decay", self.ema_decay, 0, 1, hi_open=True, error=e)

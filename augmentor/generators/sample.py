@@ -255,6 +255,7 @@ def vary_folder(
     on_start: Callable[[int, int], None] | None = None,
     accept: Filter | None = None,
     accept_name: str | None = None,
+    strict: bool = True,
 ) -> SampleReport:
     """Write ``per_image`` variations of every image of the real folder ``like`` to
     ``dst/<class>/<source stem>-<key>-v<k>.png``.
@@ -263,7 +264,9 @@ def vary_folder(
     images were; its classes must be the generator's (a class it does not know is an error).
     The manifest names each output's source (path and content key), which fine-tuning uses to
     replace a real image by one of its own variations (``FinetuneConfig.synthetic_mode``).
-    Outputs of sources that changed or went away since an earlier run are removed.
+    Outputs of sources that changed or went away since an earlier run are removed. With a
+    filter, a class none of whose variations passes is an error (``strict``), or is reported in
+    ``filter.json`` and left without synthetic images.
     """
     from augmentor.generators.config import GeneratorError as _Error
     from augmentor.generators.data import load_training_data
@@ -335,8 +338,7 @@ def vary_folder(
             r
             for r in Manifest(manifest_path).read()
             if ("output" in r and (dst / r["output"]) in planned)
-            or r.get("source_key") in keys
-            and "short" in r
+            or (r.get("source_key") in keys and "short" in r)
         ]
         Manifest(manifest_path).compact(kept)
     pool = {"pool": (images, labels)} if method == "slerp" else {}
@@ -377,7 +379,7 @@ def vary_folder(
     if accept is not None:
         acceptance = tally.write(dst, accept_name)
         for c in range(gen.num_classes):
-            if tally.drawn[c] and not tally.kept[c]:
+            if strict and tally.drawn[c] and not tally.kept[c]:
                 raise tally.fail(c, "variations")
     return SampleReport(
         dst, written, done, time.perf_counter() - t, acceptance, dict(tally.reasons), removed

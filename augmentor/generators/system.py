@@ -123,10 +123,21 @@ class LossSystem(GeneratorSystem):
 
     def __init__(self, config: TrainConfig, data: GeneratorData) -> None:
         super().__init__(config, data, ema=config.kind == "diffusion")
+        self.features: Any = None  # a training-time part: never saved with the generator
+        if config.kind == "vae" and config.perceptual > 0:
+            from augmentor.pretrained import LiteFeatures
+
+            assert config.image_size is not None
+            self.features = LiteFeatures(stages=(1, 2), image_size=max(64, 2 * config.image_size))
 
     def compute_loss(self, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x, y, g = self.draw(step)
-        loss, parts = self.model.loss(x, y, generator=g)
+        extra = (
+            {"features": self.features, "feature_weight": self.config.perceptual}
+            if self.features is not None
+            else {}
+        )
+        loss, parts = self.model.loss(x, y, generator=g, **extra)
         self.watched_loss = loss.detach()  # checked on the device, not synced every step
         return loss, parts
 

@@ -7,6 +7,7 @@ halving of the image; the number of halvings follows the image size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -84,16 +85,37 @@ class ConditionalVAE(ModelMixin, ConfigMixin):  # type: ignore[misc]  # diffuser
         return torch.tanh(self.decoder(h))
 
     def loss(
-        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator | None = None,
+        features: Callable[[torch.Tensor], list[torch.Tensor]] | None = None,
+        feature_weight: float = 0.0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The negative ELBO per image (reconstruction as a Gaussian with fixed variance)."""
+        """The negative ELBO per image (reconstruction as a Gaussian with fixed variance), plus,
+        with ``features`` (a frozen network's feature maps, :class:`~augmentor.pretrained.
+        LiteFeatures`), ``feature_weight`` times the squared distance of the reconstruction's
+        features to the image's (a feature-perceptual loss, Hou et al. 2017, DFC-VAE)."""
         mu, logvar = self.encode(x, y)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         recon = self.decode(mu + eps * (0.5 * logvar).exp(), y)
         rec = F.mse_loss(recon, x, reduction="none").flatten(1).sum(1).mean() / 0.1
         kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
         total = rec + self.cfg.beta * kl
-        return total, {"loss": total.detach(), "recon": rec.detach(), "kl": kl.detach()}
+        parts = {"recon": rec.detach(), "kl": kl.detach()}
+        if features is not None and feature_weight > 0:
+            with torch.no_grad():
+                target = features(x)
+            got = features(recon)
+            perceptual = torch.stack(
+                [
+                    F.mse_loss(a, b, reduction="none").flatten(1).sum(1).mean()
+                    for a, b in zip(got, target)
+                ]
+            ).sum()
+            total = total + feature_weight * perceptual
+            parts["perceptual"] = perceptual.detach()
+        return total, {"loss": total.detach(), **parts}
 
     @torch.no_grad()
     def sample(
