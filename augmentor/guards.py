@@ -53,7 +53,7 @@ class EpochCheckpoint(Checkpoint):
 
     def _save(self, trainer: L.Trainer) -> None:
         if trainer.global_step != self._saved_at:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # the whole state: resumable
             self._saved_at = trainer.global_step
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

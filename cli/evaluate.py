@@ -19,8 +19,9 @@ import click
 def evaluate(run: Path, data: Path, out: Path | None) -> int:
     """Write the report of a fine-tuned RUN on the labelled image folder DATA.
 
-    The report holds metrics.json (accuracy, balanced accuracy, macro-F1, per class),
-    per_class.csv, confusion.png, config.json and report.md. Exit code 3: some images were
+    The report holds metrics.json (accuracy, balanced accuracy, macro-F1, per class, the most
+    confused pairs, the top losses), per_class.csv, confusion.png, top_losses.png,
+    config.json and report.md. Exit code 3: some images were
     unreadable (listed).
     """
     from cli.errors import EXIT_SKIPPED, fail
@@ -45,6 +46,7 @@ def evaluate(run: Path, data: Path, out: Path | None) -> int:
         cfg,
         title=f"{run} on {data}",
         extra={"split": str(data), "skipped": [list(s) for s in images.skipped]},
+        images=images,
     )
     click.echo(
         f"accuracy {metrics['accuracy']:.4f}, balanced accuracy "

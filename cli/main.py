@@ -25,6 +25,7 @@ COMMANDS = {
     "finetune": ("cli.finetune", "finetune", "Fine-tune a pretrained backbone on an image folder."),
     "predict": ("cli.predict", "predict", "Classify images with a fine-tuned run."),
     "evaluate": ("cli.evaluate", "evaluate", "Report a fine-tuned run on a labelled folder."),
+    "audit": ("cli.audit", "audit", "Find duplicates, leaks and likely label errors in a folder."),
     "compare": ("cli.compare", "compare", "Did augmentation help? Paired repeated-split test."),
     "backbones": ("cli.backbones", "backbones", "List the registered backbones."),
     "quality": ("cli.quality", "quality", "KID, FID and memorisation of a saved generator."),

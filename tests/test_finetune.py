@@ -77,6 +77,26 @@ def test_finetune_learns_and_writes_the_run_directory(cnn_run):
     assert json.loads((out / "labels.json").read_text()) == cnn_run.classes
 
 
+def test_the_report_shows_the_top_losses_and_the_most_confused_pairs(cnn_run, fmnist):
+    report = cnn_run.out / "report"
+    metrics = json.loads((report / "metrics.json").read_text())
+    losses = metrics["top_losses"]
+    assert losses and losses == sorted(losses, key=lambda r: -r["loss"])  # worst first
+    # each names a validation image of the run by its source, with its true class
+    by_source = {src: fmnist.classes[int(y)] for src, y in zip(fmnist.sources, fmnist.labels)}
+    assert all(by_source[r["source"]] == r["true"] for r in losses)
+    wrong = [r for r in losses if r["true"] != r["predicted"]]
+    cm, names = np.array(metrics["confusion"]), metrics["classes"]
+    pairs = metrics["most_confused"]
+    assert [r["count"] for r in pairs] == sorted((r["count"] for r in pairs), reverse=True)
+    assert all(cm[names.index(r["true"]), names.index(r["predicted"])] == r["count"] for r in pairs)
+    if len(pairs) < 10:
+        assert sum(r["count"] for r in pairs) == cm.sum() - np.trace(cm)
+    if wrong:  # four epochs leave some mistakes; the gallery shows them
+        assert (report / "top_losses.png").stat().st_size > 1000
+        assert f"`{wrong[0]['source']}`" in (report / "report.md").read_text()
+
+
 def test_checkpoints_load_without_running_code(cnn_run):
     ckpt = torch.load(cnn_run.out / "checkpoints" / "last.ckpt", weights_only=True)
     assert "state_dict" in ckpt and "optimizer_states" in ckpt

@@ -163,10 +163,19 @@ def repeats_for(
     return None
 
 
+TOP_LOSSES = 16  # images in a report's top-losses gallery
+MOST_CONFUSED = 10  # rows of its most-confused pairs table
+
+
 def classification_metrics(
-    target: np.ndarray, probs: np.ndarray, classes: Sequence[str]
+    target: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    sources: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, macro-F1, NLL, per-class table and confusion matrix."""
+    """Accuracy, balanced accuracy, macro-F1, NLL, per-class table, confusion matrix, the most
+    confused (true, predicted) pairs and the top losses (the images the model gets most wrong:
+    position, source when given, true and predicted class, confidence)."""
     from torchmetrics.functional.classification import (
         multiclass_accuracy,
         multiclass_confusion_matrix,
@@ -202,9 +211,57 @@ def classification_metrics(
             }
             for i, c in enumerate(classes)
         ],
-        "confusion": multiclass_confusion_matrix(pred, y, k).tolist(),
+        "confusion": (cm := multiclass_confusion_matrix(pred, y, k)).tolist(),
         "classes": list(classes),
+        "most_confused": most_confused(cm.numpy(), classes),
+        "top_losses": top_losses(p.numpy(), y.numpy(), classes, sources),
     }
+
+
+def most_confused(
+    confusion: np.ndarray, classes: Sequence[str], n: int = MOST_CONFUSED
+) -> list[dict[str, Any]]:
+    """The off-diagonal cells of a confusion matrix (rows true), largest first.
+
+    Example:
+        >>> most_confused(np.array([[5, 2], [0, 3]]), ["cat", "dog"])
+        [{'true': 'cat', 'predicted': 'dog', 'count': 2}]
+    """
+    cells = [
+        (int(confusion[t, q]), t, q)
+        for t in range(len(classes))
+        for q in range(len(classes))
+        if t != q and confusion[t, q] > 0
+    ]
+    cells.sort(key=lambda c: (-c[0], c[1], c[2]))
+    return [{"true": classes[t], "predicted": classes[q], "count": c} for c, t, q in cells[:n]]
+
+
+def top_losses(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    sources: Sequence[str] | None = None,
+    n: int = TOP_LOSSES,
+) -> list[dict[str, Any]]:
+    """The ``n`` images with the largest loss (lowest probability of the true class)."""
+    p_true = probs[np.arange(len(labels)), labels]
+    order = np.argsort(p_true, kind="stable")[:n]
+    rows = []
+    for i in order.tolist():
+        pred = int(probs[i].argmax())
+        row = {
+            "index": i,
+            "true": classes[int(labels[i])],
+            "predicted": classes[pred],
+            "confidence": float(probs[i, pred]),
+            "p_true": float(p_true[i]),
+            "loss": float(-np.log(max(p_true[i], 1e-12))),
+        }
+        if sources is not None:
+            row["source"] = str(sources[i])
+        rows.append(row)
+    return rows
 
 
 def predict_probs(
@@ -224,7 +281,8 @@ def predict_probs(
 def evaluate_model(
     model: torch.nn.Module, preprocess: PreprocessModule, data: LabelledImages
 ) -> dict[str, Any]:
-    return classification_metrics(data.labels, predict_probs(model, preprocess, data), data.classes)
+    probs = predict_probs(model, preprocess, data)
+    return classification_metrics(data.labels, probs, data.classes, data.sources)
 
 
 # the libraries that shape a fine-tuning result, recorded in its report
@@ -245,6 +303,27 @@ def _read_csv_logs(logs: Path) -> dict[str, list[dict[str, float]]]:
                     by_epoch.setdefault(e, {})[k] = float(v)
         stages[path.parent.name] = [dict(epoch=e, **by_epoch[e]) for e in sorted(by_epoch)]
     return stages
+
+
+def _losses_grid(path: Path, rows: list[dict[str, Any]], images: LabelledImages) -> bool:
+    """The top-losses images in a row of captioned cells (matplotlib, like the other plots)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(len(rows), 8)
+    lines = (len(rows) + cols - 1) // cols
+    fig, axes = plt.subplots(lines, cols, figsize=(1.6 * cols, 1.9 * lines), dpi=100, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, rows):
+        img = images.images[r["index"]]
+        ax.imshow(img[:, :, 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{r['true']}\n-> {r['predicted']} {r['confidence']:.2f}", fontsize=7)
+    fig.tight_layout()
+    save_figure(path, fig)
+    return True
 
 
 def plot_confusion(path: Path, confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> None:
@@ -314,9 +393,11 @@ def write_report(
     logs: str | Path | None = None,
     title: str = "",
     extra: dict[str, Any] | None = None,
+    images: LabelledImages | None = None,
 ) -> Path:
     """Write ``metrics.json``, ``per_class.csv``, ``confusion.png``, ``curves.png`` (when logs
-    exist), ``config.json`` (with seed and versions) and ``report.md`` into ``out``."""
+    exist), ``top_losses.png`` (when the scored ``images`` are given), ``config.json`` (with
+    seed and versions) and ``report.md`` into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {k: v for k, v in metrics.items()}
@@ -355,6 +436,28 @@ def write_report(
         for r in metrics["per_class"]
     ]
     md += ["", "![confusion matrix](confusion.png)"]
+    if metrics.get("most_confused"):
+        md += ["", "Most confused (true -> predicted):", "", "| true | predicted | images |"]
+        md += ["|---|---|---|"]
+        md += [
+            f"| {r['true']} | {r['predicted']} | {r['count']} |" for r in metrics["most_confused"]
+        ]
+    losses = [r for r in metrics.get("top_losses", []) if r["true"] != r["predicted"]]
+    if losses and images is not None and _losses_grid(out / "top_losses.png", losses, images):
+        md += [
+            "",
+            "Top losses: the images the model gets most wrong (true / predicted, confidence):",
+            "",
+            "![top losses](top_losses.png)",
+            "",
+            "| # | image | true | predicted | confidence |",
+            "|---|---|---|---|---|",
+        ]
+        md += [
+            f"| {n + 1} | `{r.get('source', r['index'])}` | {r['true']} | {r['predicted']} | "
+            f"{r['confidence']:.2f} |"
+            for n, r in enumerate(losses)
+        ]
     if has_curves:
         md += ["", "![learning curves](curves.png)"]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")

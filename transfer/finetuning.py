@@ -508,11 +508,11 @@ def report_run(
     val_metrics, test_metrics = score(parts.val), score(parts.test)
     report_metrics: dict[str, Any] | None
     if test_metrics is not None:
-        report_metrics, split = test_metrics, "test"
+        report_metrics, split, scored = test_metrics, "test", parts.test
     elif val_metrics is not None:
-        report_metrics, split = val_metrics, "validation"
+        report_metrics, split, scored = val_metrics, "validation", parts.val
     else:  # nothing held out: say so, the numbers are optimistic
-        report_metrics, split = score(parts.train), "training (optimistic)"
+        report_metrics, split, scored = score(parts.train), "training (optimistic)", parts.train
     assert report_metrics is not None
     write_report(
         out / "report",
@@ -528,5 +528,6 @@ def report_run(
             "lr_scale": stage.lr_scale,
             "skipped": [list(s) for s in parts.real.skipped],
         },
+        images=scored,
     )
     return val_metrics, test_metrics

@@ -143,4 +143,4 @@ def evaluate_cached(
     feats = cache.features(model.backbone, preprocess, data, 1, device=device_name())[0]
     with torch.inference_mode():
         probs = model.head.eval()(feats).softmax(1).numpy()
-    return classification_metrics(data.labels, probs, data.classes)
+    return classification_metrics(data.labels, probs, data.classes, data.sources)

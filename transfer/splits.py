@@ -18,6 +18,7 @@ __all__ = [
     "check_repeats",
     "per_class_draws",
     "repeated_splits",
+    "stratified_folds",
     "stratified_split",
 ]
 
@@ -46,6 +47,29 @@ def stratified_split(
     it. Written by hand (a few lines) rather than adding scikit-learn as a dependency.
     """
     return _split(labels, fraction, seed, None, classes)
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """``k`` disjoint folds of the indices, each class dealt across them in a seeded order
+    (so every class of at least ``k`` images has a member in every fold).
+
+    Example:
+        >>> labels = np.array([0, 0, 0, 1, 1, 1])
+        >>> [labels[f].tolist() for f in stratified_folds(labels, 3, seed=0)]
+        [[0, 1], [0, 1], [0, 1]]
+    """
+    if k < 2:
+        raise DataError(f"folds must be >= 2, got {k}")
+    labels = np.asarray(labels)
+    rng = stream(seed, "audit")
+    folds: list[list[int]] = [[] for _ in range(k)]
+    start = 0
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        for j, i in enumerate(idx[rng.permutation(len(idx))]):
+            folds[(start + j) % k].append(int(i))
+        start += len(idx)  # the next class starts where this one stopped: folds stay even
+    return [np.sort(np.asarray(f, dtype=int)) for f in folds]
 
 
 def _split(

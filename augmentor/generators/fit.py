@@ -194,7 +194,11 @@ def _train(
             resume_hint="rerun with --resume to continue",
             # the step tokens carry no state: a step's draws come from the step counter in the
             # checkpoint, so resuming inside an epoch continues exactly
-            quiet=[".*does not have many workers.*", ".*dataloader is not resumable.*"],
+            quiet=[
+                ".*does not have many workers.*",
+                ".*dataloader is not resumable.*",
+                ".*module\\(s\\) in eval mode.*",  # the frozen feature network (--perceptual)
+            ],
         )
     except DivergenceError as e:
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint yet"
