@@ -233,6 +233,13 @@ def read_metric_rows(folder: str | Path) -> list[dict[str, str]]:
     return list(rows.values())
 
 
+class _NoAdverts:
+    """A logging filter: Lightning 2.6 advertises a cloud logging service on every Trainer."""
+
+    def filter(self, record: Any) -> bool:
+        return "💡 Tip:" not in str(record.msg)
+
+
 def _one_console() -> None:
     """``import lightning`` adds a console handler to its logger, and its records also reach
     the application's handlers: every line printed twice. When the application configured
@@ -240,6 +247,9 @@ def _one_console() -> None:
     record is handled once, at the application's level."""
     import logging
 
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdverts) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoAdverts())
     if logging.getLogger().handlers:
         lightning_logger = logging.getLogger("lightning")
         for handler in list(lightning_logger.handlers):

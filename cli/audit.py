@@ -94,6 +94,10 @@ def audit(
             f"{str(write_clean)!r} exists: remove it or pass --overwrite",
             param_hint="'--write-clean'",
         )
+    from cli.options import refuse_inside
+
+    refuse_inside(out, "'--out'", DATA=data, **{"--test": test})
+    refuse_inside(write_clean, "'--write-clean'", DATA=data, **{"--test": test})
     dst = out or data.resolve().parent / f"{data.resolve().name}-audit"
     bar = Progress("features")
     try:

@@ -76,6 +76,11 @@ def compare(
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
     if test_dir is not None and not test_dir.is_dir():
         raise click.BadParameter(f"{str(test_dir)!r} is not a directory", param_hint="'--test'")
+    from cli.options import refuse_inside
+
+    refuse_inside(
+        out, "'--out'", DATA=data, **{"--test": test_dir, "--synthetic": kw.get("synthetic")}
+    )
     if train_per_class is not None and test_dir is None:
         raise click.BadParameter("needs --test", param_hint="'--train-per-class'")
     arms_list = ["pretrained", "scratch"] if arms == "both" else [arms]

@@ -32,6 +32,9 @@ def evaluate(run: Path, data: Path, out: Path | None) -> int:
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
+    from cli.options import refuse_inside
+
+    refuse_inside(out, "'--out'", DATA=data)
     try:
         model, classes, pre, cfg = load_run(run)
         images = load_folder(data, classes=classes)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from cli.options import CropPct, devices_option, preset_choice
+from cli.options import CropPct, devices_option, given, preset_choice, refuse_inside
 from transfer.config import (
     AUTO_EPOCHS,
     AUTO_MIN_STEPS,
@@ -196,6 +196,8 @@ def build_config(**kw: Any) -> Any:
     from augmentor import Pipeline
 
     pipeline = None
+    if kw.get("pipeline_file") is not None and given("preset"):
+        raise click.UsageError("--preset and --pipeline are mutually exclusive: give one")
     if kw.get("pipeline_file") is not None:
         path = kw["pipeline_file"]
         if not path.is_file():
@@ -266,6 +268,7 @@ def finetune(
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
+    refuse_inside(out, "'--out'", DATA=data, **{"--synthetic": kw.get("synthetic")})
     try:
         config = build_config(**kw)
         from transfer.finetuning import finetune as run_finetune

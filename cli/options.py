@@ -45,6 +45,31 @@ def preset_choice(extra: Sequence[str] = ()) -> LazyChoice:
     return LazyChoice(_preset_names, extra)
 
 
+def refuse_inside(out: Path | None, hint: str, **inputs: Path | None) -> None:
+    """A click error when the output ``out`` is, or is inside, one of the ``inputs`` folders
+    (name -> path): the next run on that input would find the output among its images."""
+    if out is None:
+        return
+    where = out.resolve()
+    for name, folder in inputs.items():
+        if folder is None:
+            continue
+        root = folder.resolve()
+        if where == root or root in where.parents:
+            raise click.BadParameter(
+                f"{str(out)!r} is inside {name} {str(folder)!r}; choose a folder outside it",
+                param_hint=hint,
+            )
+
+
+def given(name: str) -> bool:
+    """Whether the option ``name`` was set on the command line or from the environment."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
 def _parse_devices(ctx: click.Context, param: click.Parameter, value: str) -> Any:
     if value == "auto":
         return value

@@ -106,6 +106,9 @@ def sample(
         raise click.UsageError("--confidence needs --filter RUN or --filter-real REAL_DIR")
     if like is not None and not like.is_dir():
         raise click.BadParameter(f"{str(like)!r} is not a directory", param_hint="'--like'")
+    from cli.options import refuse_inside
+
+    refuse_inside(dst, "'DST'", **{"--like": like, "--filter-real": filter_real})
     return sample_generator(
         generator, dst, per_class, seed, filter_run, confidence or "0.5:1.0",
         like=like, per_image=per_image, strength=strength, method=method,

@@ -78,6 +78,9 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
+    from cli.options import refuse_inside
+
+    refuse_inside(out, "'--out'", DATA=data)
     from augmentor.generators.common import GeneratorError
     from augmentor.generators.data import load_training_data
     from augmentor.generators.fit import estimate_seconds, resolve_config, train_generator
