@@ -156,6 +156,7 @@ def build_trainer(
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    check_devices(devices)
     _one_console()
 
     logs = str(Path(out) / "logs")
@@ -180,6 +181,29 @@ def build_trainer(
         plugins=[_checkpoint_io()],
         **kwargs,
     )
+
+
+def check_devices(devices: Any) -> None:
+    """A clear ValueError for a ``devices`` value this machine cannot honour (Lightning raises a
+    TypeError from deep inside instead): device indices or ``-1`` need GPUs, and an index must
+    name one that exists. A count on a CPU-only machine means that many processes.
+
+    Example:
+        >>> check_devices("auto"), check_devices(2)
+        (None, None)
+    """
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if devices == "auto" or (isinstance(devices, int) and devices >= 1):
+        return
+    if not gpus and (devices == -1 or isinstance(devices, (list, tuple))):
+        raise ValueError(
+            f"--devices {devices}: device indices and -1 name GPUs, and this machine has none; "
+            "give a count (CPU processes) or auto"
+        )
+    if isinstance(devices, (list, tuple)) and max(devices) >= gpus:
+        raise ValueError(f"--devices {devices}: this machine has {gpus} GPUs (0..{gpus - 1})")
 
 
 def is_global_zero() -> bool:

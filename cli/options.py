@@ -74,9 +74,14 @@ def _parse_devices(ctx: click.Context, param: click.Parameter, value: str) -> An
     if value == "auto":
         return value
     try:
-        return [int(d) for d in value.split(",")] if "," in value else int(value)
+        parsed = [int(d) for d in value.split(",")] if "," in value else int(value)
     except ValueError:
         raise click.BadParameter(f"expected auto, a count or a list, got {value!r}") from None
+    if isinstance(parsed, int) and parsed < 1 and parsed != -1:
+        raise click.BadParameter(f"a count must be >= 1 (or -1: every GPU), got {parsed}")
+    if isinstance(parsed, list) and (min(parsed) < 0 or len(set(parsed)) != len(parsed)):
+        raise click.BadParameter(f"device indices must be distinct and >= 0, got {value!r}")
+    return parsed
 
 
 class CropPct(click.FloatRange):

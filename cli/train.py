@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from augmentor.generators.config import KINDS, MAX_IMAGE_SIZE, TrainConfig
-from cli.options import devices_option
+from cli.options import devices_option, given
 
 D = TrainConfig.default  # every default below is the library's own
 
@@ -57,6 +57,13 @@ D = TrainConfig.default  # every default below is the library's own
     help="VAE: KL weight.",
 )
 @click.option(
+    "--perceptual",
+    type=click.FloatRange(min=0),
+    default=D("perceptual"),
+    show_default=True,
+    help="VAE: weight of a feature reconstruction loss in frozen EfficientNet-Lite0 blocks.",
+)
+@click.option(
     "--track-kid/--no-track-kid",
     default=True,
     show_default=True,
@@ -87,6 +94,12 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
     from augmentor.trainer import CheckpointError, DivergenceError, is_global_zero
     from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED
 
+    only = {"gan": ("no_diffaugment", "no_class_bn"), "vae": ("beta", "perceptual")}
+    for owner, names in only.items():
+        for name in names:
+            if kind != owner and given(name):
+                option = "--" + name.replace("_", "-")
+                raise click.UsageError(f"{option} is a {owner.upper()} option, not {kind}'s")
     try:
         config = TrainConfig(
             kind,
@@ -99,6 +112,7 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
             diffaugment=not kw["no_diffaugment"],
             class_bn=not kw["no_class_bn"],
             beta=kw["beta"],
+            perceptual=kw["perceptual"],
             steps_per_epoch=kw["steps_per_epoch"],
             seed=kw["seed"],
             devices=kw["devices"],

@@ -47,3 +47,40 @@ def test_no_advertisement_in_a_training_run(tmp_path, capfd):
     build_trainer(tmp_path, max_steps=1, progress=False)
     out, err = capfd.readouterr()
     assert "Tip:" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("kind", "option", "owner"),
+    [("vae", "--no-diffaugment", "GAN"), ("diffusion", "--no-class-bn", "GAN"),
+     ("gan", "--beta=2", "VAE"), ("gan", "--perceptual=1", "VAE")],
+)  # fmt: skip
+def test_a_generator_option_of_another_kind_is_refused(data, tmp_path, kind, option, owner):
+    r = augment("train", kind, data, "--out", tmp_path / "g", option)
+    name = option.split("=")[0]
+    assert r.returncode == 2 and f"{name} is a {owner} option, not {kind}'s" in r.stderr
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize("devices", ["-1", "0,1"])
+def test_devices_this_machine_lacks_are_refused_before_any_work(data, tmp_path, devices):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a machine with GPUs has device indices")
+    for cmd in (("finetune", data), ("train", "vae", data)):
+        r = augment(
+            *cmd,
+            "--out",
+            tmp_path / "r",
+            "--devices",
+            devices,
+            "--epochs" if cmd[0] == "finetune" else "--steps",
+            1,
+        )
+        assert r.returncode == 2 and "this machine has none" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
+def test_device_counts_below_one_are_refused(data, tmp_path):
+    r = augment("finetune", data, "--out", tmp_path / "r", "--devices", "0")
+    assert r.returncode == 2 and "a count must be >= 1" in r.stderr

@@ -34,7 +34,12 @@ from augmentor.guards import DivergenceGuard
 from augmentor.io import prepare_run_dir
 from augmentor.pipeline import Pipeline
 from augmentor.seeding import global_seed
-from augmentor.trainer import DivergenceError, is_global_zero, load_checkpoint_file
+from augmentor.trainer import (
+    DivergenceError,
+    check_devices,
+    is_global_zero,
+    load_checkpoint_file,
+)
 from transfer.backbones import create_backbone
 from transfer.classifier import Classifier, GroupSpec, backbone_groups
 from transfer.config import AUTO_MIN_STEPS, AUTO_VAL_MIN, FinetuneConfig
@@ -124,6 +129,7 @@ def finetune(
         callbacks: extra Lightning callbacks for the fine-tuning stage.
     """
     config = config or FinetuneConfig()
+    check_devices(config.devices)  # before any work: a probe stage is not wasted on it
     with global_seed(config.seed):  # initial weights and dropout; the caller's state is kept
         return _finetune(
             data, Path(out), config, train_index, test_index, resume, overwrite, progress,

@@ -108,6 +108,9 @@ def train_generator(
         score: quality of sampled images, e.g. KID (lower is better) in a pretrained feature
             space; tracked every epoch and the best generator kept.
     """
+    from augmentor.trainer import check_devices
+
+    check_devices(config.devices)  # before any work
     with global_seed(config.seed):
         return _train(data, out, config, resume, overwrite, progress, score, callbacks)
 
