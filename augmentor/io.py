@@ -1,6 +1,6 @@
 """Disk I/O: image folders, robust image loading, atomic writes, manifests.
 
-The only module of ``augmentor`` that touches the disk. Every file is written to a temporary name
+Every module that writes goes through these helpers: each file is written to a temporary name
 in the target directory and renamed into place, so an interrupted run (Ctrl-C, kill -9) never
 leaves a half-written file under a final name.
 """

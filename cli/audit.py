@@ -77,9 +77,10 @@ def audit(
     """
     from cli.errors import EXIT_SKIPPED, fail
     from cli.progress import Progress
-    from transfer.audit import DUPLICATE_COSINE, write_report
+    from transfer.audit import DUPLICATE_COSINE
     from transfer.audit import audit as run_audit
-    from transfer.audit import write_clean as clean
+    from transfer.audit_report import write_clean as clean
+    from transfer.audit_report import write_report
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")

@@ -13,7 +13,8 @@ from test_cli import augment
 
 from augmentor.datasets import fashion_mnist_subset
 from augmentor.io import write_image_folder
-from transfer.audit import audit, write_clean, write_report
+from transfer.audit import audit
+from transfer.audit_report import write_clean, write_report
 from transfer.errors import DataError
 
 CLASSES = ["bag", "sneaker", "trouser"]  # three classes a probe separates on 15 images each
@@ -159,3 +160,18 @@ def test_cli_audit_refuses_bad_input_and_reports_unreadable_files(folders, tmp_p
     assert r.returncode == 3, r.stderr
     assert "label check skipped for bag" in r.stdout and "broken.png" in r.stdout
     assert (tmp_path / "rep" / "report.md").is_file()
+
+
+def test_the_features_are_cached_for_finetune(folders, tmp_path):
+    from transfer.backbones import create_backbone
+    from transfer.config import FinetuneConfig
+    from transfer.features import FeatureCache
+    from transfer.images import load_folder
+    from transfer.preprocess import PreprocessModule
+
+    audit(folders / "clean", image_size=SIZE, cache_dir=tmp_path / "cache")
+    net = create_backbone("efficientnet_lite0")
+    pre = PreprocessModule(FinetuneConfig(image_size=SIZE).preprocessing(net))  # finetune's
+    cache = FeatureCache(tmp_path / "cache")
+    cache.features(net, pre, load_folder(folders / "clean"))
+    assert cache.misses == 0 and cache.hits == 45

@@ -4,6 +4,9 @@ Confidence intervals over repeated random splits use the corrected resampled t-t
 and Bengio (2003): the splits share training images, so the plain t interval is too narrow; the
 variance is inflated by ``1/J + n_test/n_train``. Paired comparisons apply it to the per-split
 differences of two configurations run on the same splits.
+
+Why one module of ~460 lines: the statistics (intervals, power, repeats) and the report that
+prints them change together; the plots are small helpers of that report.
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ Strategies (:data:`transfer.config.STRATEGIES`):
 
 The model is :class:`~transfer.classifier.Classifier`, its training system
 :class:`~transfer.module.ClassifierModule`, its data :class:`~transfer.data.FinetuneData`.
+
+Why one module of ~540 lines: it is the orchestration of one run (the run directory, its
+resume checks, the stages in order, the guard that keeps the better of probe and fine-tuned
+model, the final report); each stage's body lives in its own module (probe, stages, module,
+data, export), and splitting the script would scatter one sequence over files.
 """
 
 from __future__ import annotations
