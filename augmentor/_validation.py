@@ -27,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "INTERPOLATIONS",
+    "MAX_SIDE",
     "check_choice",
     "check_fill",
     "check_int",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+# The largest image side an op may produce (an output size, a padding): far above any training
+# image, far below what a typo allocates (a 60,000-pixel pad asks for 43 GB).
+MAX_SIDE = 8192
 
 
 def _at(where: str | None) -> str:
@@ -166,10 +170,10 @@ def check_size(
     value: Any,
     *,
     allow_none: bool = False,
-    max_side: int | None = None,
+    max_side: int | None = MAX_SIDE,
     error: type[Exception] = ValueError,
 ) -> tuple[int, int] | None:
-    """An int or (height, width), each side >= 1 (and <= ``max_side`` when given)."""
+    """An int or (height, width), each side >= 1 and <= ``max_side`` (:data:`MAX_SIDE`)."""
     if value is None and allow_none:
         return None
     if _is_number(value):

@@ -56,6 +56,7 @@ class GenerateReport:
     already_done: int = 0
     skipped: dict[str, str] = field(default_factory=dict)  # source -> reason
     ignored: list[str] = field(default_factory=list)  # non-image files in SRC
+    short: dict[str, int] = field(default_factory=dict)  # class -> written, when < per_class
     seconds: float = 0.0
 
     @property
@@ -227,40 +228,142 @@ def generate_folder(
     atomic_write_text(run_path, json.dumps(run, indent=2) + "\n")
     pipeline.save(dst / PIPELINE_FILE)
     manifest = Manifest(dst / MANIFEST)
-    entries = {e["index"]: e for e in manifest.read() if "index" in e}
-    done = {
-        i
-        for i, e in entries.items()
-        if i < len(jobs) and e.get("output") == jobs[i].output and (dst / e["output"]).exists()
-    }
-    entries = {i: entries[i] for i in done}
-    todo = [j for j in jobs if j.index not in done]
-    report.already_done = len(done)
+    recorded = {e["index"]: e for e in manifest.read() if "index" in e}
+    entries: dict[int, Any] = {}
+
+    def split_done(batch: list[Job]) -> list[Job]:
+        """Keep the recorded entries of finished jobs; return the jobs still to do."""
+        todo = []
+        for j in batch:
+            e = recorded.get(j.index)
+            if e is not None and e.get("output") == j.output and (dst / j.output).exists():
+                entries[j.index] = e
+            else:
+                todo.append(j)
+        return todo
+
+    todo = split_done(jobs)
+    report.already_done = len(jobs) - len(todo)
     if on_start is not None:
-        on_start(len(todo), len(done))
-    log.info("generate: %d jobs, %d already done", len(jobs), len(done))
+        on_start(len(todo), report.already_done)
+    log.info("generate: %d jobs, %d already done", len(jobs), report.already_done)
+    # per_class promises N images per class: a job whose source is unreadable is replaced by a
+    # job on a readable image of the same class (a "top-up"), planned from the skipped sources
+    # alone, so a resumed run plans exactly the same jobs. A skipped job advances the bar
+    # only in per_image mode; in per_class mode its top-up does.
+    count_skips = per_class is None
 
     t0 = time.perf_counter()
     init_args = (config, str(dst), fmt, int(quality))
     try:
         with manifest:
+            pool = None
             if workers == 0:
                 _init_worker(*init_args)
-                results = map(_run_job, todo)
-                _consume(results, jobs, entries, manifest, report, progress, pipeline.seed)
             else:
                 # spawn, not fork: OpenCV's thread pool in this process would deadlock a fork
-                ctx = mp.get_context("spawn")
-                with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-                    pooled = pool.imap(_run_job, todo, chunksize=4)
-                    _consume(pooled, jobs, entries, manifest, report, progress, pipeline.seed)
+                pool = mp.get_context("spawn").Pool(
+                    workers, initializer=_init_worker, initargs=init_args
+                )
+            try:
+                while True:
+                    results = (
+                        map(_run_job, todo)
+                        if pool is None
+                        else pool.imap(_run_job, todo, chunksize=4)
+                    )
+                    _consume(
+                        results,
+                        jobs,
+                        entries,
+                        manifest,
+                        report,
+                        progress,
+                        pipeline.seed,
+                        count_skips,
+                    )
+                    extra = (
+                        plan_topups(folder, per_class, jobs, set(report.skipped), FORMATS[fmt])
+                        if per_class is not None
+                        else []
+                    )
+                    if not extra:
+                        break
+                    jobs.extend(extra)
+                    report.already_done += len(extra) - len(todo := split_done(extra))
+            finally:
+                if pool is not None:
+                    pool.close()
+                    pool.join()
     except BaseException:
         remove_temporaries(dst)
         raise
     finally:
         report.seconds = time.perf_counter() - t0
+    if per_class is not None:
+        report.short = _shortfall(jobs, set(report.skipped), per_class)
     manifest.compact(entries[i] for i in sorted(entries))
     return report
+
+
+def plan_topups(
+    folder: ImageFolder, per_class: int, jobs: list[Job], skipped: set[str], ext: str
+) -> list[Job]:
+    """Jobs that replace, class by class, every planned job whose source is in ``skipped`` and
+    not yet replaced: round-robin over the class's other images (those not known unreadable),
+    each continuing its own output numbering. Empty when nothing is left to replace or no
+    readable image is left in the class."""
+    per_source: dict[str, int] = {}
+    for j in jobs:
+        per_source[j.source_rel] = per_source.get(j.source_rel, 0) + 1
+    out: list[Job] = []
+    start = len(jobs)
+    for items in folder.by_class().values():
+        paths = {str(it.path) for it in items}
+        bad = paths & skipped
+        if not bad:
+            continue
+        delivered = sum(
+            1 for j in jobs if str(j.source.path) in paths and str(j.source.path) not in bad
+        )
+        missing = per_class - delivered
+        readable = [it for it in items if str(it.path) not in bad]
+        if missing <= 0 or not readable:
+            continue
+        # the least-used readable images first, in folder order: a fair, fixed round-robin
+        order = sorted(readable, key=lambda it: per_source.get(_rel(folder, it), 0))
+        for i in range(missing):
+            it = order[i % len(order)]
+            rel = _rel(folder, it)
+            k = per_source.get(rel, 0)
+            per_source[rel] = k + 1
+            stem = _stem(folder, it)
+            output = str(Path(rel).parent / f"{stem}_aug{k:04d}{ext}")
+            out.append(Job(start + len(out), it, rel, output))
+    return out
+
+
+def _rel(folder: ImageFolder, it: ImageItem) -> str:
+    return str(it.path.relative_to(folder.root))
+
+
+def _stem(folder: ImageFolder, it: ImageItem) -> str:
+    twins = [
+        o for o in folder.items if o.path.parent == it.path.parent and o.path.stem == it.path.stem
+    ]
+    return (
+        f"{it.path.stem}_{it.path.suffix.lstrip('.').lower()}" if len(twins) > 1 else it.path.stem
+    )
+
+
+def _shortfall(jobs: list[Job], skipped: set[str], per_class: int) -> dict[str, int]:
+    """Images written per class where that is fewer than ``per_class``."""
+    got: dict[str, int] = {}
+    for j in jobs:
+        got.setdefault(j.source.class_name, 0)
+        if str(j.source.path) not in skipped:
+            got[j.source.class_name] += 1
+    return {c: n for c, n in got.items() if n < per_class}
 
 
 def _consume(
@@ -271,6 +374,7 @@ def _consume(
     report: GenerateReport,
     progress: Callable[[int], None] | None,
     seed: int,
+    count_skips: bool = True,
 ) -> None:
     for index, status, payload in results:
         job = jobs[index]
@@ -289,6 +393,8 @@ def _consume(
             report.written += 1
         else:
             report.skipped.setdefault(str(job.source.path), payload)
+            if not count_skips:
+                continue
         if progress is not None:
             progress(1)
 

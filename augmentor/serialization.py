@@ -77,6 +77,8 @@ def build_op(cfg: Any, where: str = "op") -> Node:
     if not isinstance(cfg, dict) or "op" not in cfg:
         raise ValueError(f"{where}: an op config must be a mapping with an 'op' key, got {cfg!r}")
     name = cfg["op"]
+    if not isinstance(name, str):
+        raise ValueError(f"{where}: 'op' must be an op name, got {name!r}")
     if name not in OPS:
         raise ValueError(f"{where}: {OPS.unknown_message(name)}")
     cls = OPS.get(name)

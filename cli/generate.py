@@ -124,6 +124,10 @@ def generate(
     )
     for path, reason in sorted(report.skipped.items()):
         click.echo(f"  skipped {path}: {reason}")
+    if report.skipped and per_class is not None:
+        click.echo("  the images of skipped sources were made from other images of their class")
+    for name, n in sorted(report.short.items()):
+        click.echo(f"  class {name!r}: {n} of {per_class} images written (no readable image left)")
     if report.ignored:
         click.echo(f"  ignored {len(report.ignored)} non-image files (e.g. {report.ignored[0]})")
     return EXIT_SKIPPED if report.skipped else 0

@@ -196,6 +196,37 @@ def test_corrupt_files_skipped_and_reported(fmnist_folder, tmp_path):
     assert "ignored 1 non-image files" in r.stdout
 
 
+def test_per_class_delivers_n_from_readable_sources(tmp_path):
+    """Issue 20 #3: --per-class 7 over a class with three readable images and one unreadable
+    one writes 7, not 6; the same files with a worker pool and on a resumed run; a class with
+    no readable image says how many it got."""
+    from augmentor.datasets import textures
+
+    ds = textures(per_class=3)
+    src = tmp_path / "src"
+    for c in range(2):
+        (src / ds.classes[c]).mkdir(parents=True)
+        for i in range(3):
+            img = Image.fromarray(ds.images[np.flatnonzero(ds.labels == c)[i]].squeeze())
+            img.save(src / ds.classes[c] / f"x{i}.png")
+    (src / ds.classes[0] / "bad.png").write_bytes(b"not a png")
+    (src / "empty").mkdir()
+    (src / "empty" / "bad.png").write_bytes(b"not a png")
+    r = augment("generate", src, tmp_path / "a", "--per-class", 7, "--seed", 1)
+    assert r.returncode == 3, r.stderr
+    for c in ds.classes[:2]:
+        assert len(list((tmp_path / "a" / c).glob("*.png"))) == 7
+    assert "class 'empty': 0 of 7 images written" in r.stdout
+    augment("generate", src, tmp_path / "b", "--per-class", 7, "--seed", 1, "--workers", 2)
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    first = sorted((tmp_path / "a" / ds.classes[0]).glob("*.png"))[-1]
+    first.unlink()
+    r = augment("generate", src, tmp_path / "a", "--per-class", 7, "--seed", 1)
+    assert "written 1," in r.stdout and digest(tmp_path / "a") == digest(tmp_path / "b")
+    rows = (tmp_path / "a" / "manifest.jsonl").read_text().splitlines()
+    assert len(rows) == 14 and len({json.loads(r)["output"] for r in rows}) == 14
+
+
 def test_mixed_formats_modes_and_sizes(tmp_path):
     src = tmp_path / "src"
     rng = np.random.default_rng(0)

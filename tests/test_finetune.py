@@ -502,3 +502,49 @@ def test_a_synthetic_folder_the_filter_emptied_trains_on_the_reals(fmnist, tmp_p
     with caplog.at_level("WARNING"):
         parts = split_data(fmnist, cfg, None, None)
     assert parts.synthetic is None and "holds no synthetic images" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "file,content,message",
+    [
+        ("config.json", {"dropout": 0.1}, "must be an object with a backbone name"),
+        ("config.json", {"backbone": "small_cnn", "dropout": "abc"}, "dropout must be a number"),
+        ("labels.json", {"a": 1}, "must be a list of distinct class names"),
+        ("labels.json", ["a", "a"], "must be a list of distinct class names"),
+        (
+            "preprocess.json",
+            {
+                "input_size": 32,
+                "resize_size": 32,
+                "mean": [0, 0, 0],
+                "std": [0, 0, 0],
+                "interpolation": "bilinear",
+            },
+            "std must be",
+        ),
+        ("model.safetensors", b"garbage", "is not a readable safetensors file"),
+        ("export/model.torchscript.pt", b"garbage", "is not a TorchScript model"),
+    ],
+)
+def test_a_tampered_run_directory_is_one_line(cnn_run, tmp_path, file, content, message):
+    """Issue 20 #10/#17: each of these was a traceback from inside json, torch or safetensors."""
+    import shutil
+
+    from transfer.errors import RunError
+    from transfer.export import Predictor, load_run
+
+    run = tmp_path / "run"
+    shutil.copytree(cnn_run.out, run)
+    target = run / file
+    if isinstance(content, bytes):
+        target.write_bytes(content)
+    elif file == "config.json":
+        target.write_text(
+            json.dumps(
+                {**json.loads(target.read_text()), **content} if "backbone" in content else content
+            )
+        )
+    else:
+        target.write_text(json.dumps(content))
+    with pytest.raises(RunError, match=message):
+        Predictor(run) if file.startswith("export") else load_run(run)

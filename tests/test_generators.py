@@ -113,6 +113,20 @@ def test_broken_generator_directories(tmp_path, global_rng):
     (tmp_path / "g" / "config.json").write_text(json.dumps({**cfg, "latent_dim": 7}))
     with pytest.raises(GeneratorError, match="do not load into its config"):
         load_generator(tmp_path / "g")
+    # issue 20 #11: sizes from a file are bounded before anything is allocated
+    (tmp_path / "g" / "config.json").write_text(json.dumps({**cfg, "base_channels": 4096}))
+    with pytest.raises(GeneratorError, match=r"config.json.*base_channels .*1024.*got 4096"):
+        load_generator(tmp_path / "g")
+    (tmp_path / "g" / "config.json").write_text("[1, 2]")
+    with pytest.raises(GeneratorError, match="must hold a JSON object"):
+        load_generator(tmp_path / "g")
+    (tmp_path / "g" / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "g" / "generator.json").write_text(
+        json.dumps({k: v for k, v in meta.items() if k != "class_names"})
+    )
+    with pytest.raises(GeneratorError, match="class_names"):
+        load_generator(tmp_path / "g")
+    (tmp_path / "g" / "generator.json").write_text(json.dumps(meta))
     (tmp_path / "g" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(GeneratorError, match="safetensors is missing"):
         load_generator(tmp_path / "g")
@@ -403,3 +417,20 @@ def test_a_gan_saved_before_class_bn_still_loads(tmp_path, global_rng):
     )
     assert any(isinstance(m, ClassBatchNorm2d) for m in new.modules())
     assert new.sample(4, labels=[0, 1, 2, 0], generator=g()).shape == (4, 1, 16, 16)
+
+
+def test_sampled_folders_keep_class_names_and_refuse_collisions(tmp_path, global_rng):
+    """Issue 20 #1: `red shoe` is written as `red shoe` (so the folder reads back as the same
+    class), and two classes that would share one folder are refused before anything is written."""
+    from augmentor.generators.sample import sample_folder
+    from transfer.images import load_folder
+
+    meta = {"kind": "gan", "image_size": 16, "channels": 1, "data_fingerprint": "x"}
+    save_generator(tiny("gan"), tmp_path / "gen", {**meta, "class_names": ["red shoe", "a", "b"]})
+    sample_folder(tmp_path / "gen", tmp_path / "out", per_class=2, seed=0)
+    assert load_folder(tmp_path / "out").classes == ["a", "b", "red shoe"]
+
+    save_generator(tiny("gan"), tmp_path / "g2", {**meta, "class_names": ["a/b", "a_b", "c"]})
+    with pytest.raises(GeneratorError, match="'a/b' and 'a_b' would be written to the same"):
+        sample_folder(tmp_path / "g2", tmp_path / "out2", per_class=2, seed=0)
+    assert not (tmp_path / "out2").exists() or not any((tmp_path / "out2").rglob("*.png"))

@@ -154,9 +154,63 @@ def test_validation_messages_name_argument_bound_and_value():
         augmentor.Rotate(10, fill=128)
 
 
+@pytest.mark.parametrize(
+    "cfg,message",
+    [
+        ({"op": [1, 2]}, r"'op' must be an op name, got \[1, 2\]"),
+        ({"op": "random_resized_crop", "size": 20000}, r"size must be .*8192.*got 20000"),
+        ({"op": "pad", "padding": 60000}, r"padding must be .*8192.*got 60000"),
+        ({"op": "resize", "size": [30000, 30000]}, r"size\[0\] must be .*8192.*got 30000"),
+    ],
+)
+def test_configs_from_files_are_bounded_before_allocating(cfg, message):
+    """Issue 20 #10/#11: an unhashable op name was a TypeError traceback; a 60,000-pixel pad
+    ran for minutes and allocated gigabytes."""
+    with pytest.raises(ValueError, match=message):
+        build_op(cfg)
+
+
 def test_unsupported_image_shapes_are_clear_errors():
     pipe = augmentor.Pipeline([augmentor.HorizontalFlip()])
     with pytest.raises(ValueError, match=r"HxWx1/3, got shape \(4, 4, 5\)"):
         pipe(np.zeros((4, 4, 5), np.uint8))
     with pytest.raises(TypeError, match="expected a PIL image"):
         pipe("not an image")
+
+
+@pytest.mark.parametrize(
+    "angle,shear,translate,scale",
+    [
+        (0.0, (12.0, 0.0), (0, 0), 1.0),
+        (0.0, (0.0, -9.0), (0, 0), 1.0),
+        (20.0, (8.0, 5.0), (3, -2), 0.9),
+    ],
+)
+def test_affine_matches_torchvision_affine(photo, angle, shear, translate, scale):
+    """Issue 20 #15: the shear follows torchvision's convention (it had the opposite sign: a
+    mean difference of 57 levels); the angle is counter-clockwise, torchvision's affine's
+    clockwise, so ours at +a is theirs at -a."""
+    params = {
+        "angle": angle,
+        "tx": float(translate[0]),
+        "ty": float(translate[1]),
+        "scale": scale,
+        "shear_x": shear[0],
+        "shear_y": shear[1],
+        "center": None,
+        "interpolation": "bilinear",
+        "fill": 0.0,
+    }
+    ours = apply_records([{"op": "affine", "params": params}], photo)
+    ref = _np(
+        TF.affine(
+            _tv(photo),
+            angle=-angle,
+            translate=list(translate),
+            scale=scale,
+            shear=list(shear),
+            interpolation=TF.InterpolationMode.BILINEAR,
+        )
+    )
+    diff = np.abs(ours.astype(int) - ref.astype(int))
+    assert diff.mean() < 2.0 and np.percentile(diff, 99) < 40, diff.mean()

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from augmentor._validation import check_number
 from augmentor.io import atomic_write_bytes, atomic_write_text
 from augmentor.seeding import global_seed
 from transfer.backbones import create_backbone
@@ -129,7 +130,7 @@ def _read_json(run: Path, name: str) -> Any:
         raise RunError(f"{str(run)!r} is not a complete run directory: {name} is missing")
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{str(path)!r} is not valid JSON: {e}") from None
 
 
@@ -147,8 +148,19 @@ def load_run(run: str | Path) -> tuple[nn.Module, list[str], Preprocessing, dict
     if not run.is_dir():
         raise RunError(f"run directory {str(run)!r} does not exist")
     cfg = _read_json(run, "config.json")
-    classes = _read_json(run, "labels.json")
-    pre = Preprocessing.from_dict(_read_json(run, "preprocess.json"))
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("backbone"), str):
+        raise RunError(f"{str(run / 'config.json')!r} must be an object with a backbone name")
+    dropout = check_number(
+        str(run / "config.json"),
+        "dropout",
+        cfg.get("dropout", 0.0),
+        0.0,
+        1.0,
+        hi_open=True,
+        error=RunError,
+    )
+    classes = read_labels(run)
+    pre = Preprocessing.from_dict(_read_json(run, "preprocess.json"), str(run / "preprocess.json"))
     weights = run / "model.safetensors"
     if not weights.is_file():
         raise RunError(
@@ -156,8 +168,11 @@ def load_run(run: str | Path) -> tuple[nn.Module, list[str], Preprocessing, dict
         )
     with global_seed(0, "init"):  # random weights, replaced below: keep the caller's state
         backbone = create_backbone(cfg["backbone"], pretrained=False)
-        model = Classifier(backbone, len(classes), cfg.get("dropout", 0.0))
-    state = load_file(str(weights))
+        model = Classifier(backbone, len(classes), dropout)
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own error types for a broken header
+        raise RunError(f"{str(weights)!r} is not a readable safetensors file ({e})") from None
     expected = model.state_dict()
     bad = [k for k in expected if k not in state or state[k].shape != expected[k].shape]
     if bad or len(state) != len(expected):
@@ -167,6 +182,19 @@ def load_run(run: str | Path) -> tuple[nn.Module, list[str], Preprocessing, dict
         )
     model.load_state_dict(state)
     return model.eval(), list(classes), pre, cfg
+
+
+def read_labels(run: Path) -> list[str]:
+    """The class names of a run (``labels.json``): a non-empty list of distinct names."""
+    classes = _read_json(run, "labels.json")
+    if not (
+        isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)
+    ) or len(set(classes)) != len(classes):
+        raise RunError(
+            f"{str(run / 'labels.json')!r} must be a list of distinct class names, got "
+            f"{str(classes)[:80]}"
+        )
+    return classes
 
 
 class Predictor:
@@ -185,19 +213,32 @@ class Predictor:
         path = run / TORCHSCRIPT
         if not path.is_file():
             raise RunError(f"{str(run)!r} has no {TORCHSCRIPT}: was it fine-tuned with export on?")
-        self.classes: list[str] = _read_json(run, "labels.json")
+        self.classes: list[str] = read_labels(run)
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit's deprecation notice
-            self.model = torch.jit.load(str(path), map_location=device).eval()
+            try:
+                self.model = torch.jit.load(str(path), map_location=device).eval()
+            except Exception as e:  # a corrupt, truncated or foreign archive
+                first = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+                raise RunError(
+                    f"{str(path)!r} is not a TorchScript model this run wrote "
+                    f"({type(e).__name__}: {first})"
+                ) from None
         self.device = device
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """``(K,)`` probabilities of one HWC (or HW) uint8 image."""
         with torch.inference_mode():
             x = to_chw_uint8(np.ascontiguousarray(image))[None].to(self.device)
-            return self.model(x)[0].cpu().numpy()
+            p = self.model(x)[0].cpu().numpy()
+        if p.shape != (len(self.classes),):
+            raise RunError(
+                f"the model gives {p.shape[-1] if p.ndim else 0} probabilities but labels.json "
+                f"names {len(self.classes)} classes"
+            )
+        return p
 
     def predict(self, image: np.ndarray, top_k: int = 1) -> list[tuple[str, float]]:
         if top_k < 1:

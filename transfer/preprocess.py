@@ -89,14 +89,35 @@ class Preprocessing:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Preprocessing:
-        return cls(
-            int(d["input_size"]),
-            int(d["resize_size"]),
-            tuple(float(v) for v in d["mean"]),  # type: ignore[arg-type]
-            tuple(float(v) for v in d["std"]),  # type: ignore[arg-type]
-            str(d["interpolation"]),
+    def from_dict(cls, d: Mapping[str, Any], where: str = "preprocess.json") -> Preprocessing:
+        """The recipe from plain data (a run's ``preprocess.json``), every field checked: a
+        tampered file is one :class:`RunError` naming ``where``, the field and the value."""
+        from augmentor._validation import MAX_SIDE, check_choice, check_int, check_number
+        from transfer.errors import RunError
+
+        if not isinstance(d, Mapping):
+            raise RunError(f"{where} must hold a JSON object, got {type(d).__name__}")
+        missing = [
+            k for k in ("input_size", "resize_size", "mean", "std", "interpolation") if k not in d
+        ]
+        if missing:
+            raise RunError(f"{where} lacks {missing}")
+        size = check_int(where, "input_size", d["input_size"], 8, MAX_SIDE, error=RunError)
+        resize = check_int(where, "resize_size", d["resize_size"], size, MAX_SIDE, error=RunError)
+        stats = {}
+        for key, lo in (("mean", None), ("std", 1e-6)):
+            v = d[key]
+            if not (isinstance(v, list) and len(v) == 3):
+                raise RunError(f"{where}: {key} must be 3 numbers, got {v!r}")
+            stats[key] = tuple(check_number(where, key, x, lo, error=RunError) for x in v)
+        mode = check_choice(
+            where,
+            "interpolation",
+            d["interpolation"],
+            ("nearest", "bilinear", "bicubic"),
+            error=RunError,
         )
+        return cls(size, resize, stats["mean"], stats["std"], mode)
 
 
 class PreprocessModule(nn.Module):

@@ -186,12 +186,22 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
         raise GeneratorError(f"{str(directory)!r} is not a saved generator: {META_FILE} is missing")
     try:
         meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise GeneratorError(f"{str(path)!r} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise GeneratorError(f"{str(path)!r} must hold a JSON object, got {type(meta).__name__}")
     if meta.get("format_version") != META_VERSION:
         raise GeneratorError(
             f"{str(path)!r}: format_version {meta.get('format_version')!r} is not {META_VERSION}"
         )
+    names = meta.get("class_names")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise GeneratorError(f"{str(path)!r}: class_names must be a list of names, got {names!r}")
+    if len(set(names)) != len(names):
+        raise GeneratorError(f"{str(path)!r}: class_names repeats a name: {names!r}")
+    for key in ("image_size", "channels"):
+        if isinstance(meta.get(key), bool) or not isinstance(meta.get(key), int):
+            raise GeneratorError(f"{str(path)!r}: {key} must be an integer, got {meta.get(key)!r}")
     return meta
 
 

@@ -7,11 +7,13 @@ no pickle) plus ``generator.json`` (:mod:`augmentor.generators.common`).
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from augmentor._validation import check_int
 from augmentor.generators.common import read_meta
 from augmentor.generators.config import GENERATOR_CLASSES, META_FILE, GeneratorError
 from augmentor.registry import Registry, UnknownNameError
@@ -100,6 +102,34 @@ class LoadedGenerator:
         return self.class_names.index(name)
 
 
+# The bounds a saved config.json is checked against before anything is allocated: those of
+# training (TrainConfig) with room to spare, far below what a tampered file could ask for
+# (``base_channels: 4096`` allocates 8 GiB).
+CONFIG_BOUNDS: dict[str, tuple[int, int]] = {
+    "image_size": (16, 512),
+    "channels": (1, 3),
+    "num_classes": (1, 100_000),
+    "base_channels": (4, 1024),
+    "latent_dim": (1, 4096),
+    "z_dim": (1, 4096),
+    "layers_per_block": (1, 8),
+    "num_train_timesteps": (1, 100_000),
+    "sample_steps": (1, 10_000),
+}
+
+
+def _check_config(path: Path) -> None:
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise GeneratorError(f"{str(path)!r} is not a readable JSON file ({e})") from None
+    if not isinstance(cfg, dict):
+        raise GeneratorError(f"{str(path)!r} must hold a JSON object, got {type(cfg).__name__}")
+    for key, (lo, hi) in CONFIG_BOUNDS.items():
+        if key in cfg:
+            check_int(str(path), key, cfg[key], lo, hi, error=GeneratorError)
+
+
 def load_generator(directory: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
     """Load a saved generator directory (safetensors + config; no pickle, no training code)."""
     directory = Path(directory)
@@ -110,6 +140,7 @@ def load_generator(directory: str | Path, device: str | torch.device = "cpu") ->
             raise GeneratorError(
                 f"{str(directory)!r} is not a complete generator: {name} is missing"
             )
+    _check_config(directory / "config.json")
     try:
         with global_seed(0, "init"):  # the init the saved weights replace
             model = cls.from_pretrained(str(directory), low_cpu_mem_usage=False)

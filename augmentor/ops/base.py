@@ -11,6 +11,7 @@ they can be logged in a manifest and replayed exactly.
 from __future__ import annotations
 
 import inspect
+import zlib
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,7 +19,17 @@ import numpy as np
 from augmentor._validation import check_prob, plain
 from augmentor.types import Canvas, OpKind, Record, Size
 
-__all__ = ["Canvas", "Node", "Op", "Record", "SampleRng", "Size", "finish_like", "max_value"]
+__all__ = [
+    "Canvas",
+    "Node",
+    "Op",
+    "Record",
+    "SampleRng",
+    "Size",
+    "finish_like",
+    "fires",
+    "max_value",
+]
 
 # --------------------------------------------------------------------------------------------
 # Random draws
@@ -34,12 +45,31 @@ class SampleRng:
     function of the generator's seed.
     """
 
-    __slots__ = ("_buf", "_i", "gen")
+    __slots__ = ("_buf", "_decisions", "_i", "_salt", "gen")
 
     def __init__(self, gen: np.random.Generator) -> None:
         self.gen = gen
         self._buf: list[float] = []
         self._i = 0
+        self._salt: int | None = None
+        self._decisions: dict[str, int] = {}
+
+    def decide(self, name: str) -> float:
+        """The uniform that decides whether op ``name`` fires: its own stream, keyed by the
+        sample's salt, the op's name and how many times that name has decided in this sample.
+
+        Taking the decision from the shared stream made every op with the same ``p`` fire on
+        the same indices in every pipeline of one seed (the first uniform decided whichever op
+        came first). A fresh numpy generator per decision would cost ~10 us a time, a third of
+        the per-image budget; a 64-bit hash (SplitMix64's finaliser) costs well under 1 us,
+        which is why it is written here rather than taken from numpy.
+        """
+        if self._salt is None:
+            self._salt = int(self.gen.integers(0, 1 << 63))
+        n = self._decisions.get(name, 0)
+        self._decisions[name] = n + 1
+        key = _mix64(self._salt ^ _mix64((_name_word(name) << 32) | n))
+        return (key >> 11) * 2.0**-53
 
     def random(self, size: Any = None) -> Any:
         if size is not None:
@@ -84,6 +114,34 @@ class SampleRng:
 
     def __getattr__(self, name: str) -> Any:  # dirichlet, beta, standard_normal, ...
         return getattr(self.gen, name)
+
+
+_M64 = (1 << 64) - 1
+_NAME_WORDS: dict[str, int] = {}
+
+
+def _name_word(name: str) -> int:
+    word = _NAME_WORDS.get(name)
+    if word is None:
+        word = _NAME_WORDS[name] = zlib.crc32(name.encode())
+    return word
+
+
+def _mix64(x: int) -> int:
+    """SplitMix64's finaliser: a bijection of 64-bit words that scatters every input bit."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def fires(rng: np.random.Generator, p: float, name: str) -> bool:
+    """Whether an op ``name`` with probability ``p`` fires for this sample: from the op's own
+    decision stream (:meth:`SampleRng.decide`); a plain generator draws from itself."""
+    if p >= 1.0:
+        return True
+    decide = getattr(rng, "decide", None)
+    return bool((decide(name) if decide is not None else rng.random()) < p)
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +205,7 @@ class Op(Node):
         self.p = check_prob(self.name, p)
 
     def sample(self, rng: np.random.Generator, canvas: Canvas, out: list[Record]) -> None:
-        if self.p < 1.0 and not rng.random() < self.p:
+        if not fires(rng, self.p, self.name):
             return
         params = self.make_params(rng, canvas)
         out.append({"op": self.name, "params": params})

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from augmentor._validation import check_number, check_prob, check_range
-from augmentor.ops.base import Node, Op, finish_like, max_value
+from augmentor.ops.base import Node, Op, finish_like, fires, max_value
 from augmentor.registry import register_op
 from augmentor.types import Canvas, Record
 
@@ -183,7 +183,7 @@ class ColorJitter(Node):
         self.hue = check_range(self.name, "hue", hue, lo=-0.5, hi=0.5)
 
     def sample(self, rng: np.random.Generator, canvas: Canvas, out: list[Record]) -> None:
-        if self.p < 1.0 and not rng.random() < self.p:
+        if not fires(rng, self.p, self.name):
             return
         order = rng.permutation(4)
         table = (

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from augmentor._validation import check_number, check_prob
-from augmentor.ops.base import Node
+from augmentor.ops.base import Node, fires
 from augmentor.registry import register_op
 from augmentor.types import Canvas, Record
 
@@ -31,7 +31,7 @@ class Sequential(Node):
         self.p = check_prob(self.name, p)
 
     def sample(self, rng: np.random.Generator, canvas: Canvas, out: list[Record]) -> None:
-        if self.p < 1.0 and not rng.random() < self.p:
+        if not fires(rng, self.p, self.name):
             return
         for op in self.ops:
             op.sample(rng, canvas, out)
@@ -67,7 +67,7 @@ class OneOf(Node):
         self.weights = weights
 
     def sample(self, rng: np.random.Generator, canvas: Canvas, out: list[Record]) -> None:
-        if self.p < 1.0 and not rng.random() < self.p:
+        if not fires(rng, self.p, self.name):
             return
         w = None if self.weights is None else np.asarray(self.weights) / sum(self.weights)
         self.ops[int(rng.choice(len(self.ops), p=w))].sample(rng, canvas, out)
@@ -99,7 +99,7 @@ class SomeOf(Node):
         self.random_order = bool(random_order)
 
     def sample(self, rng: np.random.Generator, canvas: Canvas, out: list[Record]) -> None:
-        if self.p < 1.0 and not rng.random() < self.p:
+        if not fires(rng, self.p, self.name):
             return
         k = int(rng.integers(self.n[0], self.n[1] + 1))
         chosen = rng.choice(len(self.ops), size=k, replace=False)

@@ -21,6 +21,7 @@ import numpy as np
 
 from augmentor._validation import (
     INTERPOLATIONS,
+    MAX_SIDE,
     check_choice,
     check_fill,
     check_number,
@@ -51,14 +52,21 @@ def affine_matrix(
     cy: float,
 ) -> np.ndarray:
     """Forward map: move ``(cx, cy)`` to the origin, shear, scale, rotate counter-clockwise by
-    ``angle`` degrees (as seen on screen, y pointing down), move back and translate."""
+    ``angle`` degrees (as seen on screen, y pointing down), move back and translate.
+
+    The shear is torchvision's (``transforms.v2.functional.affine``): ``SHy(shear_y) @
+    SHx(shear_x)`` with ``x' = x - tan(shear_x) * y`` and ``y' = y - tan(shear_y) * x``. The
+    angle is not: torchvision's ``affine`` turns clockwise, this (like ``rotate`` in both
+    libraries) counter-clockwise.
+    """
     a = math.radians(angle)
     cos, sin = math.cos(a), math.sin(a)
     kx, ky = math.tan(math.radians(shear_x)), math.tan(math.radians(shear_y))
     # translation(c + t) @ rotation @ scaling @ shear @ translation(-c), multiplied out: one
-    # small array instead of five arrays and four matmuls (this runs once per image)
-    l00, l01 = scale * (cos + sin * ky), scale * (cos * kx + sin)
-    l10, l11 = scale * (cos * ky - sin), scale * (cos - sin * kx)
+    # small array instead of five arrays and four matmuls (this runs once per image); the
+    # shear is [[1, -kx], [-ky, 1 + kx * ky]]
+    l00, l01 = scale * (cos - sin * ky), scale * (sin * (1 + kx * ky) - cos * kx)
+    l10, l11 = scale * (-sin - cos * ky), scale * (sin * kx + cos * (1 + kx * ky))
     return np.array(
         [
             [l00, l01, cx + tx - l00 * cx - l01 * cy],
@@ -178,6 +186,11 @@ class Rotate(GeometricOp):
 @register_op("affine")
 class Affine(GeometricOp):
     """Random affine map: rotation, translation (fraction of the size), scale and shear (degrees).
+
+    The shear follows torchvision's ``affine`` (a positive x shear moves the top rows right,
+    ``x' = x - tan(shear) * y`` about the centre); the rotation does not: it is
+    counter-clockwise, like ``rotate`` here and in torchvision, whereas torchvision's ``affine``
+    turns clockwise (``Affine(degrees=(a, a))`` is ``affine(angle=-a)``).
 
     Args:
         degrees: rotation range, counter-clockwise.
@@ -406,7 +419,7 @@ class RandomCrop(_CropKernel):
     ) -> None:
         super().__init__(p=p)
         self.size = check_size(self.name, "size", size)
-        self.padding = int(check_number(self.name, "padding", padding, lo=0, integer=True))
+        self.padding = int(check_number(self.name, "padding", padding, 0, MAX_SIDE, integer=True))
         self.fill = check_fill(self.name, fill)
 
     def make_params(self, rng, canvas):
@@ -451,7 +464,7 @@ class Pad(GeometricOp):
         pads = [padding] if isinstance(padding, (int, float)) else list(padding)
         if len(pads) not in (1, 2, 4):
             raise ValueError(f"pad: padding must have 1, 2 or 4 values, got {padding!r}")
-        pads = [int(check_number(self.name, "padding", v, lo=0, integer=True)) for v in pads]
+        pads = [int(check_number(self.name, "padding", v, 0, MAX_SIDE, integer=True)) for v in pads]
         self.padding = pads[0] if len(pads) == 1 else tuple(pads)
         self.fill = check_fill(self.name, fill)
 
@@ -483,7 +496,7 @@ class Resize(GeometricOp):
         super().__init__(p=p)
         self.size: int | tuple[int, int] | None
         if isinstance(size, (int, float)) and not isinstance(size, bool):
-            self.size = int(check_number(self.name, "size", size, lo=1, integer=True))
+            self.size = int(check_number(self.name, "size", size, 1, MAX_SIDE, integer=True))
         else:
             self.size = check_size(self.name, "size", size)
         self.interpolation = check_choice(self.name, "interpolation", interpolation, INTERPOLATIONS)

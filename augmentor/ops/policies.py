@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from augmentor._validation import check_fill, check_number, check_prob
-from augmentor.ops.base import Node, Op
+from augmentor.ops.base import Node, Op, fires
 from augmentor.registry import register_op
 from augmentor.types import Canvas, Record
 
@@ -207,7 +207,7 @@ class AutoAugment(_Policy):
         self.p = check_prob(self.name, p)
 
     def sample(self, rng: np.random.Generator, canvas: Canvas, out: list[Record]) -> None:
-        if self.p < 1.0 and not rng.random() < self.p:
+        if not fires(rng, self.p, self.name):
             return
         subs = self.POLICIES[self.policy]
         sub = subs[int(rng.integers(len(subs)))]
@@ -247,7 +247,7 @@ class RandAugment(_Policy):
         self.p = check_prob(self.name, p)
 
     def sample(self, rng: np.random.Generator, canvas: Canvas, out: list[Record]) -> None:
-        if self.p < 1.0 and not rng.random() < self.p:
+        if not fires(rng, self.p, self.name):
             return
         space = _space_ra(self.num_magnitude_bins, canvas.height, canvas.width)
         names = list(space)
@@ -274,7 +274,7 @@ class TrivialAugmentWide(_Policy):
         self.p = check_prob(self.name, p)
 
     def sample(self, rng: np.random.Generator, canvas: Canvas, out: list[Record]) -> None:
-        if self.p < 1.0 and not rng.random() < self.p:
+        if not fires(rng, self.p, self.name):
             return
         space = _space_ta(self.num_magnitude_bins, canvas.height, canvas.width)
         names = list(space)
