@@ -89,6 +89,10 @@ def check_number(
     if value is None and allow_none:
         return None
     kind = "an integer" if integer else "a number"
+    if _is_number(value) and not math.isfinite(float(value)):
+        kind = "a finite number"
+        if lo is not None or hi is not None:
+            kind += " " + _bound(lo, hi, lo_open, hi_open)
     orn = " or None" if allow_none else ""
     if (
         not _is_number(value)

@@ -430,31 +430,53 @@ def preview_grid(
     columns: int = 6,
     cell: int = 112,
 ) -> dict[str, Any]:
-    """A PNG grid: each row an original (left) beside ``columns - 1`` augmented versions."""
+    """A PNG grid: each row an original (left) beside ``columns - 1`` augmented versions.
+
+    An unreadable image is skipped (and returned under ``skipped``) and the next image of the
+    round-robin takes its row; a folder with no readable image is a ``ValueError`` and writes
+    nothing."""
     from PIL import Image, ImageDraw
 
     if rows < 1 or columns < 2:
         raise ValueError(f"rows must be >= 1 and columns >= 2, got {rows} and {columns}")
     if pipeline.returns_tensor:
         raise ValueError("the pipeline ends with normalize; drop it to preview images")
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(
+            f"output {str(out)!r} is a directory; give a file name such as "
+            f"{str(out / 'preview.png')!r}"
+        )
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"output {str(out)!r}: {str(parent)!r} is a file, not a folder")
+            break
     folder = scan_image_folder(src)
-    items = pick_preview_items(folder, rows)
-    label_h = 14
-    grid = Image.new("RGB", (columns * cell, len(items) * (cell + label_h)), (255, 255, 255))
-    draw = ImageDraw.Draw(grid)
+    shown: list[tuple[ImageItem, list[np.ndarray]]] = []
     skipped = {}
-    for r, it in enumerate(items):
-        y = r * (cell + label_h)
-        draw.text((2, y + 1), f"{it.class_name}: {it.path.name}"[:40], fill=(0, 0, 0))
+    for it in pick_preview_items(folder, len(folder.items)):
+        if len(shown) == rows:
+            break
         try:
             image = load_image(it.path)
         except (ImageReadError, OSError) as e:
             skipped[str(it.path)] = str(e)
             continue
+        r = len(shown)
         views = [image] + [pipeline(image, index=r * (columns - 1) + c) for c in range(columns - 1)]
+        shown.append((it, views))
+    if not shown:
+        raise ValueError(f"SRC {str(src)!r} holds no readable image ({len(skipped)} unreadable)")
+    label_h = 14
+    grid = Image.new("RGB", (columns * cell, len(shown) * (cell + label_h)), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for r, (it, views) in enumerate(shown):
+        y = r * (cell + label_h)
+        draw.text((2, y + 1), f"{it.class_name}: {it.path.name}"[:40], fill=(0, 0, 0))
         for c, v in enumerate(views):
             grid.paste(_cell(v, cell), (c * cell, y + label_h))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     import io as _io
 
     buf = _io.BytesIO()
@@ -462,7 +484,7 @@ def preview_grid(
     from augmentor.io import atomic_write_bytes
 
     atomic_write_bytes(out, buf.getvalue())
-    return {"rows": len(items), "columns": columns, "skipped": skipped}
+    return {"rows": len(shown), "columns": columns, "skipped": skipped}
 
 
 def _cell(image: np.ndarray, cell: int) -> Any:

@@ -86,7 +86,13 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
     ignored: list[Path] = []
     for label, cname in enumerate(classes):
         for p in sorted((root / cname).rglob("*")):
-            if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
+            if any(part.startswith(".") for part in p.relative_to(root).parts):
+                continue
+            if not p.is_file():
+                # a dangling symlink or a symlink loop named *.png is an image that cannot be
+                # read: listed, so every command reports it as skipped, never dropped silently
+                if p.is_symlink() and p.suffix.lower() in IMAGE_EXTENSIONS:
+                    items.append(ImageItem(p, label, cname))
                 continue
             if p.suffix.lower() in IMAGE_EXTENSIONS:
                 items.append(ImageItem(p, label, cname))
@@ -97,6 +103,20 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
             f"{str(root)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders"
         )
     return ImageFolder(root, tuple(classes), tuple(items), tuple(ignored))
+
+
+def check_utf8_names(classes: Sequence[str], root: str | Path, error: type[Exception]) -> None:
+    """Class names go into labels.json, reports and exported models, all UTF-8: a class folder
+    whose name is not valid UTF-8 (Python holds it with surrogate escapes) is refused up front,
+    before hours of training end in a report that cannot be written."""
+    for name in classes:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = os.fsencode(name)
+            raise error(
+                f"{str(root)!r}: the class folder name {raw!r} is not valid UTF-8; rename it"
+            ) from None
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -7,6 +7,7 @@ usage or input (nothing was written); 3 finished, but some inputs were unreadabl
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import NoReturn
 
@@ -21,6 +22,25 @@ EXIT_INTERRUPTED = 130
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print a one-line error and exit."""
-    click.echo(f"Error: {' '.join(str(message).split())}", err=True)
+    """Print a one-line error and exit. A library field the message starts with (``minutes
+    must be ...``) is named as the command's option (``'--minutes' must be ...``)."""
+    click.echo(f"Error: {as_options(' '.join(str(message).split()))}", err=True)
     sys.exit(code)
+
+
+_FIELD = re.compile(r"^([a-z][a-z0-9_]*)(\[\d+\])? must ")
+
+
+def as_options(message: str) -> str:
+    """``per_class must be ...`` -> ``'--per-class' must be ...`` when the running command has
+    an option of that name (the library checks the value; the user typed the option)."""
+    ctx = click.get_current_context(silent=True)
+    m = _FIELD.match(message)
+    if ctx is None or m is None:
+        return message
+    for param in ctx.command.params:
+        if isinstance(param, click.Option) and param.name == m.group(1):
+            flag = max(param.opts, key=len)
+            rest = message[m.end() :].replace(" or None,", ",")
+            return f"'{flag}'{m.group(2) or ''} must {rest}"
+    return message

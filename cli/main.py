@@ -8,12 +8,14 @@ skipped unreadable inputs, 130 when interrupted (:mod:`cli.errors`).
 
 from __future__ import annotations
 
+import errno
 import importlib
+import logging
 import sys
 
 import click
 
-from cli.errors import EXIT_INTERRUPTED
+from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 
 COMMANDS = {
     "generate": ("cli.generate", "generate", "Write augmented copies of an image folder."),
@@ -65,6 +67,22 @@ def cli(verbose: int) -> None:
         handler.setLevel(level)
 
 
+# Errors of the machine at run time (exit 1); any other OSError is a bad path given (exit 2).
+RUNTIME_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}
+
+
+def os_error_line(e: OSError) -> str:
+    """``cannot write '/a/b': Not a directory`` from an OSError, naming the path and cause."""
+    cause = e.strerror or type(e).__name__
+    if e.errno == errno.ENOSPC:
+        cause += " (free some space, then rerun the same command to resume)"
+    if e.filename2 is not None:
+        return f"{str(e.filename)!r} -> {str(e.filename2)!r}: {cause}"
+    if e.filename is not None:
+        return f"{str(e.filename)!r}: {cause}"
+    return cause
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="augment", standalone_mode=False)
@@ -80,6 +98,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as e:
+        # An output path under a file, an unwritable folder, a full disk: one line naming the
+        # path and the cause (-vv shows the traceback). Nothing half-written stays: every
+        # writer in this package writes to a temporary and renames.
+        if logging.getLogger().getEffectiveLevel() < logging.INFO:
+            raise
+        click.echo(f"Error: {os_error_line(e)}", err=True)
+        sys.exit(EXIT_FAILED if e.errno in RUNTIME_ERRNOS else EXIT_USAGE)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -59,3 +60,7 @@ def preview(
     click.echo(f"wrote {output} ({info['rows']} rows x {info['columns']} columns)")
     for path, reason in info["skipped"].items():
         click.echo(f"  skipped {path}: {reason}")
+    if info["skipped"]:
+        from cli.errors import EXIT_SKIPPED
+
+        sys.exit(EXIT_SKIPPED)

@@ -92,7 +92,7 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
     from augmentor.generators.data import load_training_data
     from augmentor.generators.fit import estimate_seconds, resolve_config, train_generator
     from augmentor.trainer import CheckpointError, DivergenceError, is_global_zero
-    from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED
+    from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SKIPPED
 
     only = {"gan": ("no_diffaugment", "no_class_bn"), "vae": ("beta", "perceptual")}
     for owner, names in only.items():
@@ -118,9 +118,9 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
             devices=kw["devices"],
         )
         prepared = load_training_data(data, config.image_size, config.channels)
-        for note in prepared.notes if is_global_zero() else ():
-            click.echo(f"note: {note}", err=True)
-        if kw["dry_run"]:
+        if kw["dry_run"]:  # (a real run logs the notes itself, once)
+            for note in prepared.notes:
+                click.echo(f"note: {note}", err=True)
             resolved = resolve_config(config, prepared)
             per_step = estimate_seconds(resolved, prepared)
             click.echo(
@@ -146,7 +146,9 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
                     f"{per_step * resolved.steps / 60:.1f} min for {resolved.steps} steps "
                     "(plus sample grids and KID checks)"
                 )
-            return 0
+            for path, reason in prepared.skipped:
+                click.echo(f"  skipped {path}: {reason}")
+            return EXIT_SKIPPED if prepared.skipped else 0
         score = None
         if kw["track_kid"]:
             score = _kid_score(prepared)
@@ -175,7 +177,9 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
             f"best KID {best['kid']:.4f} ± {best['kid_std']:.4f} at step {best['step']} "
             f"-> {out / 'best'}"
         )
-    return 0
+    for path, reason in prepared.skipped:
+        click.echo(f"  skipped {path}: {reason}")
+    return EXIT_SKIPPED if prepared.skipped else 0
 
 
 def _kid_score(prepared: Any) -> Any:

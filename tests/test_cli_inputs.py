@@ -84,3 +84,104 @@ def test_devices_this_machine_lacks_are_refused_before_any_work(data, tmp_path, 
 def test_device_counts_below_one_are_refused(data, tmp_path):
     r = augment("finetune", data, "--out", tmp_path / "r", "--devices", "0")
     assert r.returncode == 2 and "a count must be >= 1" in r.stderr
+
+
+@pytest.fixture
+def broken(data, tmp_path):
+    """`data` with one unreadable image."""
+    import shutil
+
+    root = tmp_path / "broken"
+    shutil.copytree(data, root)
+    first = sorted(root.iterdir())[0]
+    (first / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return root
+
+
+def test_train_lists_skipped_images_and_exits_3_like_every_command(broken, tmp_path):
+    """Issue 20 #7: train reported skips as a note and exited 0 where other commands exit 3."""
+    for args in (
+        ("train", "vae", broken, "--out", tmp_path / "g", "--dry-run", "--image-size", 16),
+        ("preview", broken, "-o", tmp_path / "p.png", "--rows", 20),
+        ("generate", broken, tmp_path / "gen", "--per-image", 1),
+    ):
+        r = augment(*args)
+        assert r.returncode == 3, (args[0], r.stdout, r.stderr)
+        assert "skipped" in r.stdout and "zz_broken.png" in r.stdout, args[0]
+
+
+def test_preview_without_a_readable_image_or_into_a_folder_is_one_line(tmp_path, data):
+    """Issue 20 #7/#9: a folder of unreadable files made a blank grid (exit 0); -o DIR was a
+    traceback."""
+    (tmp_path / "bad" / "a").mkdir(parents=True)
+    (tmp_path / "bad" / "a" / "x.png").write_bytes(b"no")
+    r = augment("preview", tmp_path / "bad", "-o", tmp_path / "p.png")
+    assert r.returncode == 2 and "holds no readable image" in r.stderr
+    assert not (tmp_path / "p.png").exists()
+    r = augment("preview", data, "-o", tmp_path)
+    assert r.returncode == 2 and "is a directory" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["generate", "preview", "finetune", "train"])
+def test_an_output_under_a_file_is_one_line(data, tmp_path, command):
+    """Issue 20 #9: an OS error on an output path was a 26-86-line traceback."""
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "sub"
+    args = {
+        "generate": ("generate", data, out, "--per-image", 1),
+        "preview": ("preview", data, "-o", out / "p.png"),
+        "finetune": ("finetune", data, "--out", out, "--backbone", "small_cnn", "--epochs", 1),
+        "train": ("train", "vae", data, "--out", out, "--steps", 2, "--image-size", 28),
+    }[command]
+    r = augment(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "file" in lines[0], r.stderr
+
+
+def test_a_library_bound_is_named_as_the_option(data, tmp_path):
+    """Issue 20 #17: `--minutes nan` said "cannot convert float NaN to integer", and errors
+    raised below the CLI named library fields instead of options."""
+    r = augment("train", "vae", data, "--out", tmp_path / "g", "--minutes", "nan", "--dry-run")
+    assert r.returncode == 2
+    assert r.stderr.strip() == "Error: '--minutes' must be a finite number > 0, got nan"
+
+
+def test_broken_symlinks_are_skipped_and_empty_classes_refused(data, tmp_path):
+    """Issue 20 #7: dangling symlinks and symlink loops named *.png were dropped silently; an
+    empty class folder became a class the model could never learn."""
+    import shutil
+
+    root = tmp_path / "d"
+    shutil.copytree(data, root)
+    first = sorted(root.iterdir())[0]
+    (first / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (first / "loop.png").symlink_to(first / "loop.png")
+    r = augment("generate", root, tmp_path / "g", "--per-image", 1)
+    assert r.returncode == 3 and "dangling.png" in r.stdout and "loop.png" in r.stdout
+    (first / "dangling.png").unlink()
+    (first / "loop.png").unlink()
+    (root / "empty class").mkdir()
+    r = augment("finetune", root, "--out", tmp_path / "run", "--backbone", "small_cnn")
+    assert r.returncode == 2 and "['empty class'] hold no readable image" in r.stderr, r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["finetune", "train"])
+def test_a_class_folder_name_that_is_not_utf8_is_refused_before_training(data, tmp_path, command):
+    """Issue 20 #8: it trained, then failed writing the report (exit 2, no report.md)."""
+    import os
+    import shutil
+
+    root = tmp_path / "d"
+    shutil.copytree(data, root)
+    first = sorted(root.iterdir())[0]
+    os.rename(first, os.path.join(os.fsencode(root), b"caf\xe9"))
+    args = {
+        "finetune": ("finetune", root, "--out", tmp_path / "run", "--backbone", "small_cnn"),
+        "train": ("train", "vae", root, "--out", tmp_path / "run", "--steps", 2),
+    }[command]
+    r = augment(*args)
+    assert r.returncode == 2 and "b'caf\\xe9' is not valid UTF-8" in r.stderr, r.stderr
+    assert not (tmp_path / "run").exists()

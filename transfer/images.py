@@ -14,7 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from augmentor.io import ImageReadError, content_key, load_image, scan_image_folder
+from augmentor.io import (
+    ImageReadError,
+    check_utf8_names,
+    content_key,
+    load_image,
+    scan_image_folder,
+)
 from transfer.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -97,12 +103,15 @@ def load_folder(root: str | Path, classes: Sequence[str] | None = None) -> Label
     Args:
         root: ``root/<class>/<image>``.
         classes: the class order to use (for example a trained model's); a folder class not in
-            it is an error. Default: the folder's classes, sorted.
+            it is an error. Default: the folder's classes, sorted; then every class folder
+            must hold a readable image (an empty one would be a class the model can never
+            learn), else a :class:`DataError` naming it.
     """
     try:
         folder = scan_image_folder(root)
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         raise DataError(str(e)) from None
+    check_utf8_names(folder.classes, root, DataError)
     names = list(classes) if classes is not None else list(folder.classes)
     unknown = sorted(set(folder.classes) - set(names))
     if unknown:
@@ -121,10 +130,17 @@ def load_folder(root: str | Path, classes: Sequence[str] | None = None) -> Label
         images.append(img if img.ndim == 3 else img[:, :, None])
         labels.append(index[item.class_name])
         sources.append(str(item.path))
-    for path, why in skipped:
-        log.warning("skipped %s: %s", path, why)
+    for path, why in skipped:  # the commands list them; at INFO here so nothing prints twice
+        log.info("skipped %s: %s", path, why)
     if not images:
         raise DataError(f"{str(root)!r}: no readable images ({len(skipped)} skipped)")
+    if classes is None:
+        empty = [n for i, n in enumerate(names) if i not in set(labels)]
+        if empty:
+            raise DataError(
+                f"{str(root)!r}: the class folder(s) {empty} hold no readable image; remove "
+                "them or add images (each would be a class the model can never learn)"
+            )
     return LabelledImages(images, np.asarray(labels), names, sources, skipped)
 
 

@@ -26,6 +26,7 @@ class GeneratorData:
     notes: list[str]
     sources: list[str] = field(default_factory=list)  # the file of each image
     keys: list[str] = field(default_factory=list)  # each image's content key, as decoded
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why) unreadable
 
 
 def load_training_data(
@@ -43,7 +44,13 @@ def load_training_data(
     """
     import cv2
 
-    from augmentor.io import ImageReadError, content_key, load_image, scan_image_folder
+    from augmentor.io import (
+        ImageReadError,
+        check_utf8_names,
+        content_key,
+        load_image,
+        scan_image_folder,
+    )
 
     if image_size is not None:  # before any image is decoded
         check_image_size(image_size)
@@ -53,6 +60,7 @@ def load_training_data(
         folder = scan_image_folder(root)
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         raise GeneratorError(str(e)) from None
+    check_utf8_names(folder.classes, root, GeneratorError)
     imgs, labels, notes, skipped = [], [], [], []
     sources: list[str] = []
     keys: list[str] = []
@@ -64,10 +72,8 @@ def load_training_data(
             labels.append(index[item.class_name])
             sources.append(str(item.path))
             keys.append(content_key(img))
-        except ImageReadError as e:
-            skipped.append(f"{item.path}: {e}")
-    if skipped:
-        notes.append(f"skipped {len(skipped)} unreadable images (e.g. {skipped[0]})")
+        except (ImageReadError, OSError) as e:  # OSError: permissions, a vanished file
+            skipped.append((str(item.path), str(e)))
     counts = np.bincount(labels, minlength=len(folder.classes))
     if len(folder.classes) < 1 or not len(imgs):
         raise GeneratorError(f"{str(root)!r} holds no readable images")
@@ -113,5 +119,5 @@ def load_training_data(
     fingerprint = hashlib.sha256(out.tobytes() + np.asarray(labels).tobytes()).hexdigest()
     x = torch.from_numpy(out).permute(0, 3, 1, 2).float() / 127.5 - 1
     return GeneratorData(
-        x, torch.tensor(labels), list(folder.classes), fingerprint, notes, sources, keys
+        x, torch.tensor(labels), list(folder.classes), fingerprint, notes, sources, keys, skipped
     )
