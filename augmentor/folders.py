@@ -2,12 +2,14 @@
 
 ``generate_folder`` is resumable and safe: every image is written atomically, the manifest is
 appended line by line, and a rerun skips what is finished. Each output is a pure function of
-(pipeline seed, job index), so files are byte-identical whatever the worker count and however
-often the run was interrupted.
+(pipeline seed, output path) (:func:`output_index`), so files are byte-identical whatever the
+worker count and however often the run was interrupted, and adding or deleting a source leaves
+every other output as it was.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -57,6 +59,7 @@ class GenerateReport:
     skipped: dict[str, str] = field(default_factory=dict)  # source -> reason
     ignored: list[str] = field(default_factory=list)  # non-image files in SRC
     short: dict[str, int] = field(default_factory=dict)  # class -> written, when < per_class
+    removed: list[str] = field(default_factory=list)  # outputs of sources no longer in SRC
     seconds: float = 0.0
 
     @property
@@ -133,19 +136,32 @@ def _run_job(job: Job) -> tuple[int, str, Any]:
         if cached_path == path:
             if isinstance(cached, Exception):
                 raise cached
-            image = cached
+            image, digest = cached
         else:
             image = load_image(path)
-            _W["cache"] = (path, image)
+            digest = source_digest(path)
+            _W["cache"] = (path, (image, digest))
     except ImageReadError as e:
         _W["cache"] = (path, e)
         return job.index, "skipped", str(e)
     except OSError as e:  # unreadable: permissions, vanished file, ...
         _W["cache"] = (path, ImageReadError(f"cannot read: {e.strerror or e}"))
         return job.index, "skipped", f"cannot read: {e.strerror or e}"
-    out, records = _W["pipeline"](image, index=job.index, return_params=True)
+    out, records = _W["pipeline"](image, index=output_index(job.output), return_params=True)
     save_image(_W["dst"] / job.output, out, _W["fmt"], _W["quality"])
-    return job.index, "written", records
+    return job.index, "written", (records, digest)
+
+
+def output_index(output: str) -> int:
+    """The sample index an output's augmentation is drawn with: a 32-bit hash of its path in
+    DST, not its position in the job list, which shifts when a source is added or deleted."""
+    return int.from_bytes(hashlib.sha1(output.encode(), usedforsecurity=False).digest()[:4], "big")
+
+
+def source_digest(path: Path) -> str:
+    """The SHA-1 of a source file's bytes: a resumed run redoes the outputs of a source whose
+    content changed (its path alone would keep a stale output)."""
+    return hashlib.sha1(Path(path).read_bytes(), usedforsecurity=False).hexdigest()
 
 
 def generate_folder(
@@ -223,21 +239,36 @@ def generate_folder(
 
     # -- from here on we write --------------------------------------------------------------
     dst.mkdir(parents=True, exist_ok=True)
+    lock = _lock(dst)  # before the clean-up below, which would delete another run's temporaries
     remove_temporaries(dst)
 
     atomic_write_text(run_path, json.dumps(run, indent=2) + "\n")
     pipeline.save(dst / PIPELINE_FILE)
     manifest = Manifest(dst / MANIFEST)
-    recorded = {e["index"]: e for e in manifest.read() if "index" in e}
+    recorded = {e["output"]: e for e in manifest.read() if isinstance(e.get("output"), str)}
     entries: dict[int, Any] = {}
+    digests: dict[Path, str | None] = {}
+
+    def current(path: Path) -> str | None:
+        if path not in digests:
+            try:
+                digests[path] = source_digest(path)
+            except OSError:
+                digests[path] = None
+        return digests[path]
 
     def split_done(batch: list[Job]) -> list[Job]:
-        """Keep the recorded entries of finished jobs; return the jobs still to do."""
+        """Keep the recorded entries of finished jobs whose source is unchanged; return the
+        jobs still to do."""
         todo = []
         for j in batch:
-            e = recorded.get(j.index)
-            if e is not None and e.get("output") == j.output and (dst / j.output).exists():
-                entries[j.index] = e
+            e = recorded.get(j.output)
+            if (
+                e is not None
+                and (dst / j.output).exists()
+                and e.get("source_sha1") == current(j.source.path)
+            ):
+                entries[j.index] = {**e, "index": j.index}
             else:
                 todo.append(j)
         return todo
@@ -300,10 +331,44 @@ def generate_folder(
         raise
     finally:
         report.seconds = time.perf_counter() - t0
+        lock.close()
     if per_class is not None:
         report.short = _shortfall(jobs, set(report.skipped), per_class)
+    # outputs of an earlier run that no job makes any more (their source was deleted or the
+    # round-robin changed): only files that run's manifest lists are removed, never others
+    planned = {j.output for j in jobs}
+    inside = dst.resolve()
+    for output in recorded:
+        out_path = dst / output
+        if output in planned or inside not in out_path.resolve().parents:
+            continue  # a tampered manifest never deletes outside DST
+        if out_path.is_file() and out_path.suffix in FORMATS.values():
+            out_path.unlink()
+            report.removed.append(str(out_path))
     manifest.compact(entries[i] for i in sorted(entries))
     return report
+
+
+LOCK_FILE = ".generate.lock"
+
+
+def _lock(dst: Path) -> Any:
+    """An exclusive lock on DST for this run (``flock``: the system releases it when the
+    process ends, however it ends, so a crashed run never leaves a stale lock)."""
+    handle = open(dst / LOCK_FILE, "a")
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; one run per DST is then the user's to keep
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ValueError(
+            f"DST {str(dst)!r} is in use by another `augment generate` run; wait for it to "
+            "finish (or stop it), then rerun this command to resume"
+        ) from None
+    return handle
 
 
 def plan_topups(
@@ -379,9 +444,11 @@ def _consume(
     for index, status, payload in results:
         job = jobs[index]
         if status == "written":
+            payload, digest = payload
             entry = {
                 "index": index,
                 "source": job.source_rel,
+                "source_sha1": digest,
                 "output": job.output,
                 "class": job.source.class_name,
                 "seed": seed,

@@ -92,6 +92,16 @@ def compare(
         from transfer.generative import ARMS, CONFIG_NAMES, CONTROL, arm_configs
 
         folder = config.synthetic
+        if folder:  # checked here, not after the first configurations have trained
+            from augmentor.io import scan_image_folder
+
+            known = set(scan_image_folder(data).classes)
+            extra = sorted(set(scan_image_folder(folder).classes) - known)
+            if extra:
+                raise click.BadParameter(
+                    f"{str(folder)!r} has classes DATA does not: {', '.join(extra)}",
+                    param_hint="'--synthetic'",
+                )
         synthetic = (lambda r, part: folder) if folder else None
         n_train = _train_images(data, test_dir, train_per_class, test_fraction)
         results = {}

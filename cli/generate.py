@@ -80,6 +80,11 @@ def generate(
         )
         if per_class is None or per_image is not None:
             raise click.UsageError("a saved generator takes --per-class N (not --per-image)")
+        if preset is not None or pipeline_file is not None:
+            raise click.UsageError(
+                "--preset and --pipeline are classic augmentation options; a saved generator "
+                "takes neither"
+            )
         return sample_generator(src, dst, per_class, seed or 0, filter_run, confidence or "0.5:1.0")
     if filter_run is not None or confidence is not None:
         raise click.UsageError("--filter and --confidence belong to `augment sample`")
@@ -126,6 +131,11 @@ def generate(
         click.echo(f"  skipped {path}: {reason}")
     if report.skipped and per_class is not None:
         click.echo("  the images of skipped sources were made from other images of their class")
+    if report.removed:
+        click.echo(
+            f"  removed {len(report.removed)} outputs of sources no longer in SRC "
+            f"(e.g. {report.removed[0]})"
+        )
     for name, n in sorted(report.short.items()):
         click.echo(f"  class {name!r}: {n} of {per_class} images written (no readable image left)")
     if report.ignored:

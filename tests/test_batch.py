@@ -22,6 +22,10 @@ PIPES = {
         augmentor.Normalize(mean=[0.5] * 3, std=[0.25] * 3),
     ],
     "fields": [augmentor.GridDistortion(), augmentor.Elastic(alpha=3.0)],
+    # issue 20 #14: shrinking by 2x or more (grid_sample alone aliased: 8.6-14.7 levels apart)
+    "shrink": [augmentor.Resize(24), augmentor.Rotate(10)],
+    "shrink_crop": [augmentor.RandomResizedCrop(20, scale=(0.6, 1.0))],
+    "shrink_affine": [augmentor.Affine(degrees=20, scale=(0.25, 0.45))],
 }
 
 

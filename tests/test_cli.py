@@ -269,3 +269,38 @@ def test_preview_and_data_export(tmp_path):
     )
     img = Image.open(tmp_path / "grid.png")
     assert img.size[0] == 3 * 112 and img.size[1] > 4 * 112
+
+
+def test_resume_follows_changed_and_deleted_sources_and_a_second_run_is_locked_out(
+    fmnist_folder, tmp_path
+):
+    """Issue 20 #4/#5: a modified source kept its stale output and a deleted source's output
+    stayed without a manifest row; a second run into the same DST deleted the first's
+    temporary files and killed it."""
+    from augmentor.folders import _lock
+
+    src = tmp_path / "src"
+    shutil.copytree(fmnist_folder, src)
+    dst = tmp_path / "dst"
+    augment("generate", src, dst, "--per-image", 2, "--seed", 1, check=0)
+    before = digest(dst)
+    cls = sorted(p for p in src.iterdir() if p.is_dir())[0]
+    changed, deleted = sorted(cls.glob("*.png"))[:2]
+    Image.fromarray(255 - np.asarray(Image.open(changed))).save(changed)
+    deleted.unlink()
+    r = augment("generate", src, dst, "--per-image", 2, "--seed", 1, check=0)
+    assert "written 2," in r.stdout and "removed 2 outputs" in r.stdout, r.stdout
+    after = digest(dst)
+    stale = {k for k in before if k.startswith(f"{cls.name}/{changed.stem}_")}
+    gone = {k for k in before if k.startswith(f"{cls.name}/{deleted.stem}_")}
+    assert len(stale) == 2 and all(after[k] != before[k] for k in stale)
+    assert len(gone) == 2 and not gone & set(after)
+    rows = [json.loads(x) for x in (dst / "manifest.jsonl").read_text().splitlines()]
+    assert {r["output"] for r in rows} == set(after)
+    held = _lock(dst)
+    try:
+        r = augment("generate", src, dst, "--per-image", 2, "--seed", 1)
+        assert r.returncode == 2 and "is in use by another" in r.stderr, r.stderr
+    finally:
+        held.close()
+    assert digest(dst) == after

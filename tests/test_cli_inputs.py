@@ -185,3 +185,33 @@ def test_a_class_folder_name_that_is_not_utf8_is_refused_before_training(data, t
     r = augment(*args)
     assert r.returncode == 2 and "b'caf\\xe9' is not valid UTF-8" in r.stderr, r.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_generate_from_a_generator_refuses_pipelines_and_compare_foreign_classes(
+    data, tmp_path, global_rng
+):
+    """Issue 20 #12: `generate GEN DST --preset P` ignored the preset; `compare --synthetic`
+    with a class DATA lacks failed only after the first configurations had trained."""
+    from augmentor.generators import generator_class
+    from augmentor.generators.common import save_generator
+
+    model = generator_class("gan")(image_size=16, channels=1, num_classes=3, base_channels=8)
+    meta = {"kind": "gan", "image_size": 16, "channels": 1, "data_fingerprint": "x"}
+    save_generator(model, tmp_path / "gen", {**meta, "class_names": ["a", "b", "c"]})
+    r = augment("generate", tmp_path / "gen", tmp_path / "o", "--per-class", 2, "--preset", "light")
+    assert r.returncode == 2 and "a saved generator takes neither" in r.stderr
+    syn = tmp_path / "syn" / "not a class"
+    syn.mkdir(parents=True)
+    (syn / "x.png").write_bytes(next(next(data.iterdir()).glob("*.png")).read_bytes())
+    r = augment(
+        "compare",
+        data,
+        "--out",
+        tmp_path / "c",
+        "--preset",
+        "light",
+        "--synthetic",
+        tmp_path / "syn",
+    )
+    assert r.returncode == 2 and "has classes DATA does not: not a class" in r.stderr, r.stderr
+    assert not (tmp_path / "c").exists()
