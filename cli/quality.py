@@ -31,9 +31,14 @@ def quality(generator_dir: Path, data: Path, out: Path | None, samples: int, see
         r = evaluate_generator(generator_dir, data, dst, n=samples, seed=seed)
     except (GeneratorError, ValueError) as e:
         fail(str(e))
+    floor = r.get("fid_real_halves")
+    relative = f"; two halves of the real images: {floor:.1f}" if floor is not None else ""
     click.echo(
-        f"KID {r['kid']:.4f} ± {r['kid_std']:.4f}, FID {r['fid']:.1f} "
+        f"KID {r['kid']:.4f} ± {r['kid_std']:.4f}, FID {r['fid']:.1f}{relative} "
         f"({samples} samples vs {r['n_real']} real images)"
     )
-    click.echo(f"near-duplicates of real images: {r['near_duplicate_rate']:.1%} -> {dst}")
+    click.echo(
+        f"near-duplicates of real images: {r['near_duplicate_rate']:.1%} (features "
+        f"{r['feature_duplicate_rate']:.1%}, pixel copies {r['pixel_copy_rate']:.1%}) -> {dst}"
+    )
     return 0

@@ -285,3 +285,21 @@ def test_cli_sample_like_writes_variations_and_refuses_bad_input(tmp_path, globa
     both = run(gen, tmp_path / "y", "--like", like, "--per-class", 2)
     assert both.returncode == 2 and "--like takes --per-image" in both.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_memorisation_sees_noisy_shifted_and_mirrored_copies(global_rng):
+    """Issue 20 #13: copies with N(0, 8) pixel noise counted as 0% near-duplicates."""
+    from augmentor.datasets import fashion_mnist_subset
+    from transfer.quality import pixel_copies
+
+    ds = fashion_mnist_subset("train")
+    real = torch.from_numpy(ds.images[:300])[:, None]
+    rng = np.random.default_rng(0)
+    src = ds.images[:40]
+    noisy = np.clip(src + rng.normal(0, 8, src.shape), 0, 255).astype(np.uint8)
+    shifted = np.pad(src, ((0, 0), (2, 0), (2, 0)))[:, :-2, :-2]
+    mirrored = src[:, :, ::-1].copy()
+    for copies in (noisy, shifted, mirrored):
+        assert pixel_copies(real, torch.from_numpy(copies)[:, None]).float().mean() >= 0.9
+    distinct = torch.from_numpy(fashion_mnist_subset("test").images[:40])[:, None]
+    assert pixel_copies(real, distinct).float().mean() <= 0.05

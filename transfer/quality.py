@@ -31,6 +31,7 @@ __all__ = [
     "memorisation",
     "memorisation_features",
     "nearest_real",
+    "pixel_copies",
     "write_neighbours_png",
 ]
 
@@ -142,29 +143,75 @@ def nearest_real(
     return 1 - best, idx
 
 
-def memorisation(
-    real: torch.Tensor, fake: torch.Tensor, space: FeatureSpace
-) -> dict[str, float | list[int]]:
-    """Near-duplicate rate: fakes closer to a real image than 1% of real images are to their
-    own nearest other real image."""
-    return memorisation_features(space(real), space(fake))
+def memorisation(real: torch.Tensor, fake: torch.Tensor, space: FeatureSpace) -> dict[str, Any]:
+    """Near-duplicate rate of uint8 ``fake`` against uint8 ``real`` images: a fake counts when
+    it is closer to a real image in feature space than 1% of real images are to their own
+    nearest other real image, or when it is a pixel copy of one (:func:`pixel_copies`: noise,
+    small shifts, a mirror image, a re-encode)."""
+    return memorisation_features(space(real), space(fake), pixel_copies(real, fake))
 
 
-def memorisation_features(fr: torch.Tensor, ff: torch.Tensor) -> dict[str, Any]:
-    """:func:`memorisation` on features already computed (real ``fr``, fake ``ff``)."""
+def pixel_copies(real: torch.Tensor, fake: torch.Tensor, max_shift: float = 0.08) -> torch.Tensor:
+    """Which uint8 ``fake`` images are near-identical copies of a uint8 ``real`` image, its
+    mirror image or either shifted by up to ``max_shift`` of the side: the audit's thumbnail
+    ratio test (8x8 mean-removed grey thumbnails; the nearest real image, over its mirrored and
+    shifted versions, at most ``NEAR_RATIO`` times as far as the second nearest *other* real
+    image, cosine at least ``NEAR_MIN_COSINE``). Features alone missed copies with N(0, 8)
+    pixel noise entirely (BENCHMARKS.md, issue 20)."""
+    from transfer.audit import NEAR_MIN_COSINE, NEAR_RATIO, thumbnails
+
+    if len(real) < 2 or not len(fake):
+        return torch.zeros(len(fake), dtype=torch.bool)
+    hwc = real.permute(0, 2, 3, 1).numpy()
+    side = min(hwc.shape[1:3])
+    steps = sorted({0, *(round(f * max_shift * side) for f in (-1, -0.5, 0.5, 1))})
+    tf = thumbnails(list(fake.permute(0, 2, 3, 1).numpy()))
+    best = torch.full((len(fake), len(real)), -1.0)
+    pad = max(abs(v) for v in steps)
+    # the uncovered border takes each image's median border value (a shifted copy's border is
+    # usually the background: black in Fashion-MNIST, white in product photos)
+    edges = np.concatenate(
+        [hwc[:, 0], hwc[:, -1], hwc[:, :, 0], hwc[:, :, -1]], axis=1
+    )  # N x (2W + 2H) x C
+    background = np.median(edges, axis=1)[:, None, None, :].astype(hwc.dtype)
+    h, w = hwc.shape[1:3]
+    for mirrored in (hwc, hwc[:, :, ::-1]):
+        padded = np.broadcast_to(background, (len(hwc), h + 2 * pad, w + 2 * pad, hwc.shape[3]))
+        padded = padded.copy()
+        padded[:, pad : pad + h, pad : pad + w] = mirrored
+        for dy in steps:
+            for dx in steps:
+                view = padded[:, pad - dy : pad - dy + h, pad - dx : pad - dx + w]
+                best = torch.maximum(best, tf @ thumbnails(list(view)).T)
+    top = best.topk(2, dim=1).values
+    d1, d2 = 1 - top[:, 0], 1 - top[:, 1]
+    return (d1 <= NEAR_RATIO * d2) & (top[:, 0] >= NEAR_MIN_COSINE)
+
+
+def memorisation_features(
+    fr: torch.Tensor, ff: torch.Tensor, copies: torch.Tensor | None = None
+) -> dict[str, Any]:
+    """:func:`memorisation` on features already computed (real ``fr``, fake ``ff``), with the
+    :func:`pixel_copies` mask ``copies`` when the images are at hand."""
     d_fake, idx = nearest_real(ff, fr)
     rr = nn.functional.normalize(fr, dim=1)
     sim = rr @ rr.T
     sim.fill_diagonal_(-1)
     d_real = 1 - sim.max(dim=1).values
     threshold = float(torch.quantile(d_real, 0.01))
-    return {
-        "near_duplicate_rate": float((d_fake < threshold).float().mean()),
+    near = d_fake < threshold
+    out = {
+        "feature_duplicate_rate": float(near.float().mean()),
         "threshold": threshold,
         "median_distance": float(d_fake.median()),
         "nearest": idx.tolist(),
         "distance": d_fake.tolist(),
     }
+    if copies is not None:
+        out["pixel_copy_rate"] = float(copies.float().mean())
+        near = near | copies
+    out["near_duplicate_rate"] = float(near.float().mean())
+    return out
 
 
 def write_neighbours_png(
@@ -215,7 +262,15 @@ def evaluate_generator(
     space = FeatureSpace(image_size=image_size)
     fr, ff = space(real_t), space(fake)
     q = kid_fid_features(fr, ff)
-    mem = memorisation_features(fr, ff)
+    mem = memorisation_features(fr, ff, pixel_copies(real_t, fake))
+    # FID has no absolute scale at a few hundred images: its value between two halves of the
+    # real images is what a perfect generator would get here
+    half = torch.randperm(len(fr), generator=torch.Generator().manual_seed(seed))
+    floor = (
+        kid_fid_features(fr[half[: len(fr) // 2]], fr[half[len(fr) // 2 :]]).fid
+        if len(fr) >= 20
+        else None
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     order = np.argsort(mem["distance"])  # the closest pairs first: where memorisation shows
@@ -224,7 +279,10 @@ def evaluate_generator(
     )
     result = {
         **q.to_dict(),
+        "fid_real_halves": floor,
         "near_duplicate_rate": mem["near_duplicate_rate"],
+        "feature_duplicate_rate": mem["feature_duplicate_rate"],
+        "pixel_copy_rate": mem["pixel_copy_rate"],
         "near_duplicate_threshold": mem["threshold"],
         "median_nn_distance": mem["median_distance"],
         "samples": n,
