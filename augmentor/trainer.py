@@ -128,6 +128,39 @@ def default_precision() -> str:
     return "32-true"
 
 
+def _stderr_bar() -> Any:
+    """Lightning's tqdm bar on stderr: its default, stdout, mixes the bar with the results a
+    script may read from stdout. Its ``init_*_tqdm`` methods read ``sys.stdout`` when called,
+    so each runs with stdout pointed at stderr."""
+    import contextlib
+    import sys
+
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    class StderrProgressBar(TQDMProgressBar):
+        def init_sanity_tqdm(self) -> Any:
+            with contextlib.redirect_stdout(sys.stderr):
+                return super().init_sanity_tqdm()
+
+        def init_train_tqdm(self) -> Any:
+            with contextlib.redirect_stdout(sys.stderr):
+                return super().init_train_tqdm()
+
+        def init_validation_tqdm(self) -> Any:
+            with contextlib.redirect_stdout(sys.stderr):
+                return super().init_validation_tqdm()
+
+        def init_predict_tqdm(self) -> Any:
+            with contextlib.redirect_stdout(sys.stderr):
+                return super().init_predict_tqdm()
+
+        def init_test_tqdm(self) -> Any:
+            with contextlib.redirect_stdout(sys.stderr):
+                return super().init_test_tqdm()
+
+    return StderrProgressBar()
+
+
 def build_trainer(
     out: str | Path,
     *,
@@ -173,7 +206,7 @@ def build_trainer(
         strategy=strategy,
         precision=precision or default_precision(),  # type: ignore[arg-type]  # a str Literal
         logger=loggers,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, *([_stderr_bar()] if progress else [])],
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,

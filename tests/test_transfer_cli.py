@@ -27,6 +27,8 @@ def run_dir(fmnist_folder, tmp_path_factory):
         "finetune", fmnist_folder, "--out", out, *FAST, *mix, "--val-fraction", "0.34", check=0
     )
     assert "validation: accuracy" in r.stdout and "report" in r.stdout
+    # issue 20 #17: Lightning's bar wrote to stdout, mixed with the results
+    assert "it/s]" not in r.stdout and "it/s]" in r.stderr
     config = json.loads((out / "config.json").read_text())
     assert (config["mixup"], config["cutmix"], config["crop_pct"]) == (0.2, 1.0, None)
     return out
