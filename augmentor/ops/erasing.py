@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -76,4 +77,31 @@ class RandomErasing(Op):
                 if v.ndim and v.shape[0] != region.shape[2]:
                     v = v[: region.shape[2]] if v.shape[0] > region.shape[2] else v[:1]
                 region[...] = np.rint(v) if image.dtype == np.uint8 else v
+        return out
+
+    @classmethod
+    def apply_torch(cls, images: Any, params: list[dict[str, Any]]) -> Any:
+        """On the images' device; the noise of ``value="random"`` is drawn from the same
+        numpy stream as :meth:`apply_np` (so both paths write the same pixels) and copied."""
+        import torch
+
+        out = images.clone()
+        uint8 = images.dtype == torch.uint8
+        vmax = 255.0 if uint8 else 1.0
+        c = images.shape[1]
+        for i, p in enumerate(params):
+            if not p["boxes"]:
+                continue
+            g = np.random.default_rng(p["seed"])
+            for top, left, eh, ew in p["boxes"]:
+                if p["value"] == "random":
+                    noise = g.random((eh, ew, c), dtype=np.float32) * vmax
+                    block = torch.from_numpy(np.rint(noise) if uint8 else noise)
+                    value = block.permute(2, 0, 1).to(out)
+                else:
+                    v = np.atleast_1d(np.asarray(p["value"], dtype=np.float32) * vmax)
+                    if v.shape[0] != c:
+                        v = v[:c] if v.shape[0] > c else np.repeat(v[:1], c)
+                    value = torch.from_numpy(np.rint(v) if uint8 else v).to(out).view(c, 1, 1)
+                out[i, :, top : top + eh, left : left + ew] = value
         return out

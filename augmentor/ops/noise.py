@@ -7,6 +7,7 @@ small, serialisable and replays the same noise on every backend.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,24 @@ class GaussianBlur(Op):
         k = params["kernel_size"]
         out = cv2.GaussianBlur(image, (k, k), params["sigma"], borderType=cv2.BORDER_REFLECT_101)
         return _keep_channels(out, image)
+
+    @classmethod
+    def apply_torch(cls, images: Any, params: list[dict[str, Any]]) -> Any:
+        """On the images' device: torchvision's separable Gaussian with reflect padding (=
+        OpenCV's BORDER_REFLECT_101); an image smaller than half its kernel goes to OpenCV."""
+        import torch
+        from torchvision.transforms.v2 import functional as TF
+
+        out = images.clone()
+        for i, p in enumerate(params):
+            k, sigma = p["kernel_size"], p["sigma"]
+            if k // 2 >= min(images.shape[-2:]):
+                hwc = images[i].permute(1, 2, 0).cpu().numpy()
+                out[i] = torch.from_numpy(cls.apply_np(hwc, p)).permute(2, 0, 1).to(out)
+                continue
+            y = TF.gaussian_blur(images[i : i + 1].float(), [k, k], [sigma, sigma])
+            out[i] = y[0].round().clamp(0, 255) if images.dtype == torch.uint8 else y[0]
+        return out
 
 
 def motion_kernel(length: int, angle: float) -> np.ndarray:
