@@ -82,6 +82,11 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise ValueError(f"{str(root)!r} has no class sub-folders (expected root/<class>/<image>)")
+    locked = [c for c in classes if not os.access(root / c, os.R_OK | os.X_OK)]
+    if locked:  # rglob would skip them silently: a class would vanish from the data
+        raise ValueError(
+            f"{str(root)!r}: cannot read the class folder(s) {locked} (permission denied)"
+        )
     items: list[ImageItem] = []
     ignored: list[Path] = []
     for label, cname in enumerate(classes):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -74,3 +76,38 @@ def test_atomic_write_leaves_no_temporary_on_failure(tmp_path):
     with pytest.raises(TypeError):
         atomic_write_bytes(tmp_path / "x.bin", 12345)  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreadable_class_folder_is_an_error_not_a_missing_class(tmp_path):
+    """Issue 20 #7: rglob skipped a class folder it could not read, so the class vanished.
+    As root, permissions do not apply: the scan then runs as `nobody` through setpriv."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(dir=tmp_path if os.geteuid() else "/tmp"))
+    try:
+        root.chmod(0o755)
+        for name in ("a", "b"):
+            (root / name).mkdir()
+            Image.fromarray(_rgb()).save(root / name / "x.png")
+        (root / "b").chmod(0)
+        if os.geteuid():
+            with pytest.raises(ValueError, match=r"cannot read the class folder\(s\) \['b'\]"):
+                scan_image_folder(root)
+            return
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: permissions cannot be tested")
+        code = f"from augmentor.io import scan_image_folder; scan_image_folder({str(root)!r})"
+        r = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-c", code],
+            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )  # fmt: skip
+        assert "cannot read the class folder(s) ['b']" in r.stderr, r.stderr[-500:]
+    finally:
+        (root / "b").chmod(0o755)
+        shutil.rmtree(root, ignore_errors=True)
