@@ -215,3 +215,33 @@ def test_generate_from_a_generator_refuses_pipelines_and_compare_foreign_classes
     )
     assert r.returncode == 2 and "has classes DATA does not: not a class" in r.stderr, r.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_exit_codes_1_and_130(data, tmp_path):
+    """Issue 20 #17: a documented exit code for each outcome, the same in every command (0, 2
+    and 3 are checked throughout these tests): 1 a failure at run time, 130 interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_cli import ROOT
+
+    r = augment(
+        "finetune", data, "--out", tmp_path / "run", "--backbone", "small_cnn", "--no-pretrained",
+        "--strategy", "full", "--lr", 1000, "--head-lr", 1000, "--epochs", 3,
+    )  # fmt: skip
+    assert r.returncode == 1 and "diverged" in r.stderr.lower(), r.stderr[-400:]
+    dst = tmp_path / "gen"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "generate", str(data), str(dst), "--per-image", "400"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(dst.rglob("*.png"))) < 20:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "rerun the same command to resume" in err, err[-400:]
