@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from transfer.copies import NEAR_MIN_COSINE, NEAR_RATIO, thumbnails
 from transfer.errors import DataError
 from transfer.images import LabelledImages, load_folder
 
@@ -52,38 +53,11 @@ __all__ = [
 ]
 
 # measured on planted copies against distinct images of three training pools (BENCHMARKS.md)
-NEAR_RATIO = 0.2  # nearest thumbnail distance / second nearest, at most: near-identical
-NEAR_MIN_COSINE = 0.95  # and the thumbnails at least this similar
-THUMB_SIDE = 8
 DUPLICATE_COSINE = 0.97  # feature cosine similarity at least this: near-duplicate
 OUTLIER_K = 5
 OUTLIER_Z = 5.0
 FOLDS = 5
 SUSPECTS_SHOWN = 20
-
-
-def thumbnails(images: Sequence[np.ndarray], side: int = THUMB_SIDE) -> torch.Tensor:
-    """Unit-norm ``side x side`` grey thumbnails with their mean removed, one row per image
-    (a constant image gives a zero row). The continuous form of an average hash: written here
-    because comparing them by a distance ratio is what works on small images, which bit hashes
-    (``imagehash``) do not allow.
-
-    Example:
-        >>> a = np.tile(np.arange(64, dtype=np.uint8)[None, :, None] * 4, (64, 1, 3))
-        >>> t = thumbnails([a, a[::2, ::2]])
-        >>> round(float(t[0] @ t[1]), 3)
-        1.0
-    """
-    from PIL import Image
-
-    rows = []
-    for image in images:
-        grey = image.mean(axis=2) if image.ndim == 3 else image
-        small = Image.fromarray(grey.astype(np.float32), mode="F")
-        t = np.asarray(small.resize((side, side), Image.Resampling.BILINEAR)).ravel()
-        t = t - t.mean()
-        rows.append(t / max(float(np.linalg.norm(t)), 1e-6))
-    return torch.tensor(np.stack(rows)) if rows else torch.zeros(0, side * side)
 
 
 @dataclass

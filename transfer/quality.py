@@ -21,6 +21,7 @@ from torch import nn
 
 from augmentor.seeding import global_seed
 from transfer.backbones import create_backbone
+from transfer.copies import pixel_copies
 from transfer.preprocess import PreprocessModule
 
 __all__ = [
@@ -149,43 +150,6 @@ def memorisation(real: torch.Tensor, fake: torch.Tensor, space: FeatureSpace) ->
     nearest other real image, or when it is a pixel copy of one (:func:`pixel_copies`: noise,
     small shifts, a mirror image, a re-encode)."""
     return memorisation_features(space(real), space(fake), pixel_copies(real, fake))
-
-
-def pixel_copies(real: torch.Tensor, fake: torch.Tensor, max_shift: float = 0.08) -> torch.Tensor:
-    """Which uint8 ``fake`` images are near-identical copies of a uint8 ``real`` image, its
-    mirror image or either shifted by up to ``max_shift`` of the side: the audit's thumbnail
-    ratio test (8x8 mean-removed grey thumbnails; the nearest real image, over its mirrored and
-    shifted versions, at most ``NEAR_RATIO`` times as far as the second nearest *other* real
-    image, cosine at least ``NEAR_MIN_COSINE``). Features alone missed copies with N(0, 8)
-    pixel noise entirely (BENCHMARKS.md, issue 20)."""
-    from transfer.audit import NEAR_MIN_COSINE, NEAR_RATIO, thumbnails
-
-    if len(real) < 2 or not len(fake):
-        return torch.zeros(len(fake), dtype=torch.bool)
-    hwc = real.permute(0, 2, 3, 1).numpy()
-    side = min(hwc.shape[1:3])
-    steps = sorted({0, *(round(f * max_shift * side) for f in (-1, -0.5, 0.5, 1))})
-    tf = thumbnails(list(fake.permute(0, 2, 3, 1).numpy()))
-    best = torch.full((len(fake), len(real)), -1.0)
-    pad = max(abs(v) for v in steps)
-    # the uncovered border takes each image's median border value (a shifted copy's border is
-    # usually the background: black in Fashion-MNIST, white in product photos)
-    edges = np.concatenate(
-        [hwc[:, 0], hwc[:, -1], hwc[:, :, 0], hwc[:, :, -1]], axis=1
-    )  # N x (2W + 2H) x C
-    background = np.median(edges, axis=1)[:, None, None, :].astype(hwc.dtype)
-    h, w = hwc.shape[1:3]
-    for mirrored in (hwc, hwc[:, :, ::-1]):
-        padded = np.broadcast_to(background, (len(hwc), h + 2 * pad, w + 2 * pad, hwc.shape[3]))
-        padded = padded.copy()
-        padded[:, pad : pad + h, pad : pad + w] = mirrored
-        for dy in steps:
-            for dx in steps:
-                view = padded[:, pad - dy : pad - dy + h, pad - dx : pad - dx + w]
-                best = torch.maximum(best, tf @ thumbnails(list(view)).T)
-    top = best.topk(2, dim=1).values
-    d1, d2 = 1 - top[:, 0], 1 - top[:, 1]
-    return (d1 <= NEAR_RATIO * d2) & (top[:, 0] >= NEAR_MIN_COSINE)
 
 
 def memorisation_features(

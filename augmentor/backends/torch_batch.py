@@ -6,10 +6,10 @@ whose plans have the same step signature run together, step by step:
 - a fused warp is one ``grid_sample`` over the group, one homography per image;
 - a fused colour map is one batched matrix product, a LUT run one gather;
 - the final normalisation is one fused multiply-add;
-- a pixel op with an ``apply_torch`` kernel runs on the device (``gaussian_blur``,
-  ``random_erasing``); the others (noise, JPEG, equalize, autocontrast, sharpness, hue, motion
-  blur, salt-and-pepper) run their numpy kernel per image on the CPU and are copied back:
-  correct, not fast (``tests/test_batch.py`` lists them, so a new kernel is noticed).
+- a pixel op with an ``apply_torch`` kernel runs on the device (Gaussian blur, random erasing,
+  equalize, autocontrast, sharpness); the others (the noises, JPEG, hue, motion blur) run
+  their numpy kernel per image on the CPU and are copied back: correct, not fast
+  (``tests/test_batch.py`` lists them, so a new kernel is noticed).
 
 With a fixed pipeline most images share a signature, so most of the work is batched; a random
 policy (RandAugment, ...) splits the batch into smaller groups but stays correct.

@@ -342,6 +342,35 @@ class Equalize(Op):
             out[..., c] = lut[u8[..., c]]
         return _back(out, image)
 
+    @classmethod
+    def apply_torch(cls, images: Any, params: list[dict[str, Any]]) -> Any:
+        """torchvision's ``equalize`` on the device (the same table as :func:`equalize_lut`);
+        float images go through the numpy kernel, which rounds them to 8 bits first."""
+        import torch
+        from torchvision.transforms.v2 import functional as TF
+
+        if images.dtype != torch.uint8:
+            return _per_image(cls.apply_np, images, params)
+        return TF.equalize(images)
+
+
+def _per_image(kernel: Any, images: Any, params: list[dict[str, Any]]) -> Any:
+    """The numpy kernel on each image (ops may not import the executors: see the layering
+    test), back on the images' device."""
+    import torch
+
+    rows = [
+        torch.from_numpy(np.ascontiguousarray(kernel(img.permute(1, 2, 0).cpu().numpy(), p)))
+        for img, p in zip(images, params)
+    ]
+    return torch.stack(rows).permute(0, 3, 1, 2).to(images.device, images.dtype)
+
+
+def torch_stack_like(rows: list[Any], like: Any) -> Any:
+    import torch
+
+    return torch.stack(rows).to(like.dtype)
+
 
 def equalize_lut(hist: np.ndarray) -> np.ndarray:
     """PIL's ImageOps.equalize table, which torchvision's equalize also follows (OpenCV's
@@ -373,6 +402,13 @@ class AutoContrast(Op):
         lo = np.where(flat, 0.0, lo).astype(np.float32)
         out = (image.astype(np.float32) - lo) * scale
         return finish_like(out, image)
+
+    @classmethod
+    def apply_torch(cls, images: Any, params: list[dict[str, Any]]) -> Any:
+        """torchvision's ``autocontrast`` on the device, the whole batch at once."""
+        from torchvision.transforms.v2 import functional as TF
+
+        return TF.autocontrast(images)
 
 
 @register_op("sharpness")
@@ -410,3 +446,15 @@ class Sharpness(Op):
         f = params["factor"]
         out = f * x + (1 - f) * blurred
         return finish_like(out, image)
+
+    @classmethod
+    def apply_torch(cls, images: Any, params: list[dict[str, Any]]) -> Any:
+        """torchvision's ``adjust_sharpness`` on the device, one factor per image."""
+        from torchvision.transforms.v2 import functional as TF
+
+        if min(images.shape[-2:]) <= 2:
+            return images
+        return torch_stack_like(
+            [TF.adjust_sharpness(images[i : i + 1], p["factor"])[0] for i, p in enumerate(params)],
+            images,
+        )
