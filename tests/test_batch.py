@@ -79,7 +79,7 @@ def test_batched_on_gpu_agrees(photo):
 
 # the pixel ops whose batched kernel is still the per-image numpy one (issue 20 #14): a kernel
 # added to one of them makes the test below fail until it is taken off this list
-CPU_ONLY = {"gaussian_noise", "hue", "jpeg", "motion_blur", "salt_pepper", "speckle_noise"}
+CPU_ONLY = {"gaussian_noise", "hue", "jpeg", "salt_pepper", "speckle_noise"}
 
 
 @pytest.mark.parametrize(
@@ -91,6 +91,7 @@ CPU_ONLY = {"gaussian_noise", "hue", "jpeg", "motion_blur", "salt_pepper", "spec
         augmentor.Equalize(),
         augmentor.AutoContrast(),
         augmentor.Sharpness((0.3, 2.0)),
+        augmentor.MotionBlur((3, 9)),
     ],
 )
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])

@@ -7,7 +7,7 @@ whose plans have the same step signature run together, step by step:
 - a fused colour map is one batched matrix product, a LUT run one gather;
 - the final normalisation is one fused multiply-add;
 - a pixel op with an ``apply_torch`` kernel runs on the device (Gaussian blur, random erasing,
-  equalize, autocontrast, sharpness); the others (the noises, JPEG, hue, motion blur) run
+  equalize, autocontrast, sharpness, motion blur); the others (the noises, JPEG, hue) run
   their numpy kernel per image on the CPU and are copied back: correct, not fast
   (``tests/test_batch.py`` lists them, so a new kernel is noticed).
 

@@ -110,6 +110,29 @@ class MotionBlur(Op):
         out = cv2.filter2D(image, -1, k, borderType=cv2.BORDER_REFLECT_101)
         return _keep_channels(out, image)
 
+    @classmethod
+    def apply_torch(cls, images: Any, params: list[dict[str, Any]]) -> Any:
+        """On the images' device: the same line kernel as a correlation (``conv2d``, like
+        ``filter2D``) with reflect-101 padding; an image smaller than the kernel goes to
+        OpenCV."""
+        import torch
+        from torch.nn import functional as F
+
+        out = images.clone()
+        c = images.shape[1]
+        for i, p in enumerate(params):
+            length = p["length"]
+            r = length // 2
+            if r >= min(images.shape[-2:]):
+                hwc = images[i].permute(1, 2, 0).cpu().numpy()
+                out[i] = torch.from_numpy(cls.apply_np(hwc, p)).permute(2, 0, 1).to(out)
+                continue
+            k = torch.from_numpy(motion_kernel(length, p["angle"])).to(images.device)
+            x = F.pad(images[i : i + 1].float(), (r, r, r, r), mode="reflect")
+            y = F.conv2d(x, k.expand(c, 1, length, length), groups=c)[0]
+            out[i] = y.round().clamp(0, 255) if images.dtype == torch.uint8 else y
+        return out
+
 
 @register_op("gaussian_noise")
 class GaussianNoise(Op):
