@@ -5,6 +5,10 @@ appended line by line, and a rerun skips what is finished. Each output is a pure
 (pipeline seed, output path) (:func:`output_index`), so files are byte-identical whatever the
 worker count and however often the run was interrupted, and adding or deleting a source leaves
 every other output as it was.
+
+Why one module of ~570 lines: the job plan, the top-ups that keep ``--per-class`` whole, resume
+by content, the lock, the worker side and the preview grid share one job model and one folder
+scan; split, each piece would import the others.
 """
 
 from __future__ import annotations
