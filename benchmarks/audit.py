@@ -146,9 +146,9 @@ def calibrate(folders: dict[str, Path], image_size: int | None, seeds=(7, 8)) ->
     the thumbnail ratio test and the feature cosine, at several settings."""
     import torch
 
-    from transfer.copies import NEAR_MIN_COSINE, thumbnails
     from transfer.backbones import create_backbone
     from transfer.config import FinetuneConfig
+    from transfer.copies import NEAR_MIN_COSINE, thumbnails
     from transfer.features import FeatureCache
     from transfer.images import LabelledImages, load_folder
     from transfer.preprocess import PreprocessModule
