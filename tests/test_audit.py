@@ -175,3 +175,31 @@ def test_the_features_are_cached_for_finetune(folders, tmp_path):
     cache = FeatureCache(tmp_path / "cache")
     cache.features(net, pre, load_folder(folders / "clean"))
     assert cache.misses == 0 and cache.hits == 45
+
+
+def test_near_duplicate_chains_do_not_merge_distinct_images():
+    """a ~ b and b ~ c (cosine 0.98) but a and c only 0.92 apart: plain union-find made one
+    cluster of all three (on the full Fashion-MNIST, a chain of ~50 distinct pullovers);
+    complete linkage keeps a with b and c alone. Exact and near-identical pairs always join."""
+    import math
+
+    import torch
+
+    from transfer.audit import cluster_pairs
+
+    def at(deg):
+        return [math.cos(math.radians(deg)), math.sin(math.radians(deg)), 0.0]
+
+    # a at 0 degrees, b at 11.5 (cos 0.98), c at 23 (cos 0.98 to b, 0.92 to a), d far away
+    unit = torch.tensor([at(0), at(11.5), at(23), [0.0, 0.0, 1.0]])
+    sim = unit @ unit.T
+    kinds = {
+        (0, 1): ("near-duplicate", float(sim[0, 1])),
+        (1, 2): ("near-duplicate", float(sim[1, 2])),
+    }
+    uf = cluster_pairs(kinds, unit, 0.97)
+    roots = [uf.find(i) for i in range(4)]
+    assert len(set(roots[:3])) == 2 and roots[3] not in roots[:3]
+    kinds[(2, 3)] = ("exact", 1.0)  # an exact pair joins whatever the features say
+    uf = cluster_pairs(kinds, unit, 0.97)
+    assert uf.find(2) == uf.find(3)

@@ -4,7 +4,7 @@ the same image under two classes, likely label errors, outliers and the folder's
 Nothing in the data is changed; :func:`transfer.audit_report.write_clean` writes a cleaned
 copy. How each finding is
 made (the thresholds were measured, ``benchmarks/audit.py`` and BENCHMARKS.md); what it
-writes is :mod:`transfer.audit_report` (this module is ~490 lines because every step indexes
+writes is :mod:`transfer.audit_report` (this module is ~500 lines because every step indexes
 the same DATA + TEST arrays and shares the duplicate clusters):
 
 * **exact**: identical decoded pixels (the content hash the feature cache keys on);
@@ -15,8 +15,9 @@ the same DATA + TEST arrays and shares the duplicate clusters):
   plain trousers) do not, because each has several neighbours that close;
 * **near-duplicate**: cosine similarity of the backbone's pooled features at least
   :data:`DUPLICATE_COSINE`;
-* pairs join into clusters (union-find); a cluster with members in DATA and TEST is a
-  **leak**, one whose members carry different classes a **conflict**;
+* pairs join into clusters (:func:`cluster_pairs`: union-find, with complete linkage for
+  near-duplicate pairs so that chains of similar images do not merge); a cluster with members
+  in DATA and TEST is a **leak**, one whose members carry different classes a **conflict**;
 * **label suspects**: out-of-fold probabilities of a linear probe on the cached features
   (stratified k-fold), then confident learning (Northcutt et al. 2021): an image is suspect
   when another class's probability reaches that class's mean self-confidence and its own
@@ -160,6 +161,39 @@ class _UnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
+
+
+_KIND_ORDER = {"exact": 0, "near-identical": 1, "near-duplicate": 2}
+
+
+def cluster_pairs(
+    kinds: dict[tuple[int, int], tuple[str, float]], unit: torch.Tensor, threshold: float
+) -> _UnionFind:
+    """Join duplicate pairs into clusters: exact and near-identical pairs always join; a
+    near-duplicate pair (feature cosine) joins its two clusters only if *every* image of one
+    is that similar to every image of the other (complete linkage). Plain union-find chained
+    plain grey pullovers of the full Fashion-MNIST, each similar to the next, into one
+    cluster of ~50 distinct garments (BENCHMARKS.md), which ``--write-clean`` would have
+    collapsed to one image. Pairs are taken strongest first, so the result does not depend on
+    their order.
+    """
+    uf = _UnionFind(len(unit))
+    members: dict[int, list[int]] = {}
+    order = sorted(kinds, key=lambda ij: (_KIND_ORDER[kinds[ij][0]], -kinds[ij][1], ij))
+    for i, j in order:
+        ri, rj = uf.find(i), uf.find(j)
+        if ri == rj:
+            continue
+        a, b = members.get(ri, [ri]), members.get(rj, [rj])
+        if kinds[(i, j)][0] == "near-duplicate":
+            if float((unit[a] @ unit[b].T).min()) < threshold:
+                continue
+        uf.union(ri, rj)
+        root = uf.find(ri)
+        members.pop(ri, None)
+        members.pop(rj, None)
+        members[root] = a + b
+    return uf
 
 
 def folder_facts(data: LabelledImages) -> dict[str, Any]:
@@ -376,9 +410,7 @@ def audit(
         kinds.setdefault((unique[a], unique[b]), ("near-identical", sim))
     for i, j, s in _pairs_cosine(unit, threshold):
         kinds.setdefault((i, j), ("near-duplicate", s))
-    uf = _UnionFind(len(both))
-    for i, j in kinds:
-        uf.union(i, j)
+    uf = cluster_pairs(kinds, unit, threshold)
     groups: dict[int, list[int]] = {}
     for i in range(len(both)):
         groups.setdefault(uf.find(i), []).append(i)
