@@ -21,7 +21,8 @@ Printed and written to ``--out``/results.json: accuracy ± 95% CI per configurat
 differences with their CI, half-width and the effect detectable at 80% power, every per-repeat
 value, the filter's acceptance, the CAS of the accepted variations (the small CNN trained on
 them alone, tested on the run's test images, over the same CNN trained on the real images) and
-their near-duplicate rate against the training images.
+their near-duplicate rate against the training images (feature test or pixel copy, as
+``augment quality`` counts them).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from transfer.generative import (
     make_synthetic,
 )
 from transfer.images import LabelledImages, load_folder
-from transfer.quality import FeatureSpace, memorisation_features
+from transfer.quality import FeatureSpace, memorisation_features, pixel_copies
 
 SYN, CLASSIC, REAL = CONFIG_NAMES[2], CONFIG_NAMES[1], CONFIG_NAMES[0]
 
@@ -168,7 +169,14 @@ def main() -> None:
         assert space is not None
         fr = torch.cat([space(torch.from_numpy(i.transpose(2, 0, 1))[None]) for i in part.images])
         ff = torch.cat([space(torch.from_numpy(i.transpose(2, 0, 1))[None]) for i in syn.images])
-        row["near_duplicate_rate"] = memorisation_features(fr, ff)["near_duplicate_rate"]
+
+        def stack(images: list) -> torch.Tensor:
+            return torch.stack([torch.from_numpy(i.transpose(2, 0, 1)) for i in images])
+
+        copies = pixel_copies(stack(part.images), stack(syn.images))
+        mem = memorisation_features(fr, ff, copies)
+        row["near_duplicate_rate"] = mem["near_duplicate_rate"]
+        row["pixel_copy_rate"] = mem["pixel_copy_rate"]
         if not args.no_cas:
             row["cas"] = cas(syn, test, out / "cas" / f"syn-{r}")
             row["cas_real"] = cas(part, test, out / "cas" / f"real-{r}")
