@@ -82,17 +82,39 @@ def _check_dst(src: Path, dst: Path) -> None:
         raise ValueError(f"DST {str(dst)!r} exists and is not a directory")
 
 
+def output_stems(folder: ImageFolder) -> dict[Path, str]:
+    """The stem of each source's outputs: its own stem, or ``stem_ext`` where two sources share
+    one in the same folder (``a.png`` and ``a.jpg`` side by side)."""
+    count: dict[tuple[Path, str], int] = {}
+    for it in folder.items:
+        key = (it.path.parent, it.path.stem)
+        count[key] = count.get(key, 0) + 1
+    return {
+        it.path: (
+            f"{it.path.stem}_{it.path.suffix.lstrip('.').lower()}"
+            if count[(it.path.parent, it.path.stem)] > 1
+            else it.path.stem
+        )
+        for it in folder.items
+    }
+
+
+def _job(
+    folder: ImageFolder, stems: dict[Path, str], it: ImageItem, k: int, ext: str, index: int
+) -> Job:
+    """Job ``index``: the ``k``-th augmented copy of ``it``."""
+    rel = it.path.relative_to(folder.root)
+    return Job(index, it, str(rel), str(rel.parent / f"{stems[it.path]}_aug{k:04d}{ext}"))
+
+
 def plan_jobs(
     folder: ImageFolder, per_image: int | None, per_class: int | None, ext: str
 ) -> list[Job]:
     """The deterministic job list: ``per_image`` copies of every image, or ``per_class`` images
     per class drawn round-robin over the class's images."""
     jobs: list[Job] = []
+    stems = output_stems(folder)
     for items in folder.by_class().values():
-        stems: dict[tuple[Path, str], int] = {}
-        for it in items:
-            key = (it.path.parent, it.path.stem)
-            stems[key] = stems.get(key, 0) + 1
         if per_class is not None:
             count = (
                 [
@@ -105,14 +127,8 @@ def plan_jobs(
         else:
             count = [per_image or 0] * len(items)
         for it, n in zip(items, count):
-            rel = it.path.relative_to(folder.root)
-            stem = it.path.stem
-            if stems[(it.path.parent, stem)] > 1:  # a.png and a.jpg side by side
-                stem = f"{stem}_{it.path.suffix.lstrip('.').lower()}"
             for k in range(n):
-                jobs.append(
-                    Job(len(jobs), it, str(rel), str(rel.parent / f"{stem}_aug{k:04d}{ext}"))
-                )
+                jobs.append(_job(folder, stems, it, k, ext, len(jobs)))
     return jobs
 
 
@@ -382,47 +398,24 @@ def plan_topups(
     not yet replaced: round-robin over the class's other images (those not known unreadable),
     each continuing its own output numbering. Empty when nothing is left to replace or no
     readable image is left in the class."""
-    per_source: dict[str, int] = {}
+    per_source: dict[Path, int] = {}
     for j in jobs:
-        per_source[j.source_rel] = per_source.get(j.source_rel, 0) + 1
+        per_source[j.source.path] = per_source.get(j.source.path, 0) + 1
+    stems = output_stems(folder)
     out: list[Job] = []
-    start = len(jobs)
     for items in folder.by_class().values():
-        paths = {str(it.path) for it in items}
-        bad = paths & skipped
-        if not bad:
+        readable = [it for it in items if str(it.path) not in skipped]
+        if len(readable) == len(items) or not readable:
             continue
-        delivered = sum(
-            1 for j in jobs if str(j.source.path) in paths and str(j.source.path) not in bad
-        )
-        missing = per_class - delivered
-        readable = [it for it in items if str(it.path) not in bad]
-        if missing <= 0 or not readable:
-            continue
+        missing = per_class - sum(per_source.get(it.path, 0) for it in readable)
         # the least-used readable images first, in folder order: a fair, fixed round-robin
-        order = sorted(readable, key=lambda it: per_source.get(_rel(folder, it), 0))
-        for i in range(missing):
+        order = sorted(readable, key=lambda it: per_source.get(it.path, 0))
+        for i in range(max(0, missing)):
             it = order[i % len(order)]
-            rel = _rel(folder, it)
-            k = per_source.get(rel, 0)
-            per_source[rel] = k + 1
-            stem = _stem(folder, it)
-            output = str(Path(rel).parent / f"{stem}_aug{k:04d}{ext}")
-            out.append(Job(start + len(out), it, rel, output))
+            k = per_source.get(it.path, 0)
+            per_source[it.path] = k + 1
+            out.append(_job(folder, stems, it, k, ext, len(jobs) + len(out)))
     return out
-
-
-def _rel(folder: ImageFolder, it: ImageItem) -> str:
-    return str(it.path.relative_to(folder.root))
-
-
-def _stem(folder: ImageFolder, it: ImageItem) -> str:
-    twins = [
-        o for o in folder.items if o.path.parent == it.path.parent and o.path.stem == it.path.stem
-    ]
-    return (
-        f"{it.path.stem}_{it.path.suffix.lstrip('.').lower()}" if len(twins) > 1 else it.path.stem
-    )
 
 
 def _shortfall(jobs: list[Job], skipped: set[str], per_class: int) -> dict[str, int]:
