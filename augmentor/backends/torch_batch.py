@@ -17,7 +17,6 @@ policy (RandAugment, ...) splits the batch into smaller groups but stays correct
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from augmentor.backends.plan import (
     WarpStep,
     plan,
 )
+from augmentor.ops.base import per_image_numpy, to_numpy_hwc
 from augmentor.registry import OPS
 from augmentor.types import Record
 
@@ -47,26 +47,6 @@ def _finish(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if like.dtype == torch.uint8:
         return y.round_().clamp_(0, 255).to(torch.uint8)
     return y.clamp_(0.0, 1.0).to(like.dtype)
-
-
-def to_numpy_hwc(t: torch.Tensor) -> np.ndarray:
-    a = t.detach().to("cpu").permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(a if a.dtype == np.uint8 else a.astype(np.float32))
-
-
-def per_image_numpy(
-    kernel: Callable[[np.ndarray, dict[str, Any]], np.ndarray],
-    images: torch.Tensor,
-    params: list[dict[str, Any]],
-) -> torch.Tensor:
-    """Fallback for ops with no device kernel: per image through a numpy kernel on CPU."""
-    outs = [
-        torch.from_numpy(kernel(to_numpy_hwc(img), p)).permute(2, 0, 1)
-        for img, p in zip(images, params)
-    ]
-    return torch.stack(outs).to(
-        images.device, images.dtype if outs[0].dtype != torch.float32 else torch.float32
-    )
 
 
 def _fill_tensor(fills: list[Any], c: int, vmax: float, device: torch.device) -> torch.Tensor:

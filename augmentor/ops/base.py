@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import zlib
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,6 +30,8 @@ __all__ = [
     "finish_like",
     "fires",
     "max_value",
+    "per_image_numpy",
+    "to_numpy_hwc",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -142,6 +145,31 @@ def fires(rng: np.random.Generator, p: float, name: str) -> bool:
         return True
     decide = getattr(rng, "decide", None)
     return bool((decide(name) if decide is not None else rng.random()) < p)
+
+
+def to_numpy_hwc(t: Any) -> np.ndarray:
+    """A ``C x H x W`` tensor as the HWC array a numpy kernel takes (uint8 kept, else float32)."""
+    a = t.detach().to("cpu").permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(a if a.dtype == np.uint8 else a.astype(np.float32))
+
+
+def per_image_numpy(
+    kernel: Callable[[np.ndarray, dict[str, Any]], np.ndarray],
+    images: Any,
+    params: list[dict[str, Any]],
+) -> Any:
+    """A numpy kernel on each image of an ``N x C x H x W`` tensor, back on its device: the
+    batched path's fallback for ops with no device kernel (and for the cases a device kernel
+    does not cover). Here, not in the executor, so ops may call it (torch imported lazily)."""
+    import torch
+
+    outs = [
+        torch.from_numpy(kernel(to_numpy_hwc(img), p)).permute(2, 0, 1)
+        for img, p in zip(images, params)
+    ]
+    return torch.stack(outs).to(
+        images.device, images.dtype if outs[0].dtype != torch.float32 else torch.float32
+    )
 
 
 # --------------------------------------------------------------------------------------------

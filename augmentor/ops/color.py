@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from augmentor._validation import check_number, check_prob, check_range
-from augmentor.ops.base import Node, Op, finish_like, fires, max_value
+from augmentor.ops.base import Node, Op, finish_like, fires, max_value, per_image_numpy
 from augmentor.registry import register_op
 from augmentor.types import Canvas, Record
 
@@ -350,26 +350,8 @@ class Equalize(Op):
         from torchvision.transforms.v2 import functional as TF
 
         if images.dtype != torch.uint8:
-            return _per_image(cls.apply_np, images, params)
+            return per_image_numpy(cls.apply_np, images, params)
         return TF.equalize(images)
-
-
-def _per_image(kernel: Any, images: Any, params: list[dict[str, Any]]) -> Any:
-    """The numpy kernel on each image (ops may not import the executors: see the layering
-    test), back on the images' device."""
-    import torch
-
-    rows = [
-        torch.from_numpy(np.ascontiguousarray(kernel(img.permute(1, 2, 0).cpu().numpy(), p)))
-        for img, p in zip(images, params)
-    ]
-    return torch.stack(rows).permute(0, 3, 1, 2).to(images.device, images.dtype)
-
-
-def torch_stack_like(rows: list[Any], like: Any) -> Any:
-    import torch
-
-    return torch.stack(rows).to(like.dtype)
 
 
 def equalize_lut(hist: np.ndarray) -> np.ndarray:
@@ -450,11 +432,10 @@ class Sharpness(Op):
     @classmethod
     def apply_torch(cls, images: Any, params: list[dict[str, Any]]) -> Any:
         """torchvision's ``adjust_sharpness`` on the device, one factor per image."""
+        import torch
         from torchvision.transforms.v2 import functional as TF
 
         if min(images.shape[-2:]) <= 2:
             return images
-        return torch_stack_like(
-            [TF.adjust_sharpness(images[i : i + 1], p["factor"])[0] for i, p in enumerate(params)],
-            images,
-        )
+        rows = [TF.adjust_sharpness(images[i : i + 1], p["factor"]) for i, p in enumerate(params)]
+        return torch.cat(rows).to(images.dtype)

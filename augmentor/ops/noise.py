@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from augmentor._validation import check_number, check_range
-from augmentor.ops.base import Op, finish_like, max_value
+from augmentor.ops.base import Op, finish_like, max_value, per_image_numpy
 from augmentor.registry import register_op
 
 
@@ -62,8 +62,7 @@ class GaussianBlur(Op):
         for i, p in enumerate(params):
             k, sigma = p["kernel_size"], p["sigma"]
             if k // 2 >= min(images.shape[-2:]):
-                hwc = images[i].permute(1, 2, 0).cpu().numpy()
-                out[i] = torch.from_numpy(cls.apply_np(hwc, p)).permute(2, 0, 1).to(out)
+                out[i] = per_image_numpy(cls.apply_np, images[i : i + 1], [p])[0]
                 continue
             y = TF.gaussian_blur(images[i : i + 1].float(), [k, k], [sigma, sigma])
             out[i] = y[0].round().clamp(0, 255) if images.dtype == torch.uint8 else y[0]
@@ -124,8 +123,7 @@ class MotionBlur(Op):
             length = p["length"]
             r = length // 2
             if r >= min(images.shape[-2:]):
-                hwc = images[i].permute(1, 2, 0).cpu().numpy()
-                out[i] = torch.from_numpy(cls.apply_np(hwc, p)).permute(2, 0, 1).to(out)
+                out[i] = per_image_numpy(cls.apply_np, images[i : i + 1], [p])[0]
                 continue
             k = torch.from_numpy(motion_kernel(length, p["angle"])).to(images.device)
             x = F.pad(images[i : i + 1].float(), (r, r, r, r), mode="reflect")
