@@ -29,6 +29,7 @@ __all__ = [
     "INTERPOLATIONS",
     "MAX_SIDE",
     "check_choice",
+    "check_class_names",
     "check_fill",
     "check_int",
     "check_number",
@@ -188,6 +189,25 @@ def check_size(
         w = check_number(where, f"{arg}[1]", value[1], 1, max_side, integer=True, error=error)
         return (h, w)
     raise error(f"{_at(where)}{arg} must be an int or (height, width), got {value!r}")
+
+
+def check_class_names(
+    where: str | None, arg: str, value: Any, *, error: type[Exception] = ValueError
+) -> list[str]:
+    """A non-empty list of distinct class names (read from a file).
+
+    Example:
+        >>> check_class_names("g.json", "names", ["a", "a"])
+        Traceback (most recent call last):
+        ...
+        ValueError: g.json: names must be a list of distinct class names, got ['a', 'a']
+    """
+    strings = isinstance(value, list) and value and all(isinstance(n, str) for n in value)
+    if not strings or len(set(value)) != len(value):
+        raise error(
+            f"{_at(where)}{arg} must be a list of distinct class names, got {str(value)[:80]}"
+        )
+    return list(value)
 
 
 def check_choice(

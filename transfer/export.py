@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from augmentor._validation import check_number
+from augmentor._validation import check_class_names, check_number
 from augmentor.io import atomic_write_bytes, atomic_write_text
 from augmentor.seeding import global_seed
 from transfer.backbones import create_backbone
@@ -186,15 +186,8 @@ def load_run(run: str | Path) -> tuple[nn.Module, list[str], Preprocessing, dict
 
 def read_labels(run: Path) -> list[str]:
     """The class names of a run (``labels.json``): a non-empty list of distinct names."""
-    classes = _read_json(run, "labels.json")
-    if not (
-        isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)
-    ) or len(set(classes)) != len(classes):
-        raise RunError(
-            f"{str(run / 'labels.json')!r} must be a list of distinct class names, got "
-            f"{str(classes)[:80]}"
-        )
-    return classes
+    labels = _read_json(run, "labels.json")
+    return check_class_names(None, repr(str(run / "labels.json")), labels, error=RunError)
 
 
 class Predictor:

@@ -92,7 +92,13 @@ class Preprocessing:
     def from_dict(cls, d: Mapping[str, Any], where: str = "preprocess.json") -> Preprocessing:
         """The recipe from plain data (a run's ``preprocess.json``), every field checked: a
         tampered file is one :class:`RunError` naming ``where``, the field and the value."""
-        from augmentor._validation import MAX_SIDE, check_choice, check_int, check_number
+        from augmentor._validation import (
+            INTERPOLATIONS,
+            MAX_SIDE,
+            check_choice,
+            check_int,
+            check_number,
+        )
         from transfer.errors import RunError
 
         if not isinstance(d, Mapping):
@@ -114,7 +120,7 @@ class Preprocessing:
             where,
             "interpolation",
             d["interpolation"],
-            ("nearest", "bilinear", "bicubic"),
+            INTERPOLATIONS,
             error=RunError,
         )
         return cls(size, resize, stats["mean"], stats["std"], mode)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from augmentor._validation import check_class_names
 from augmentor.generators.config import META_FILE, GeneratorError, size_levels
 from augmentor.trainer import DivergenceError
 
@@ -194,11 +195,7 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
         raise GeneratorError(
             f"{str(path)!r}: format_version {meta.get('format_version')!r} is not {META_VERSION}"
         )
-    names = meta.get("class_names")
-    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
-        raise GeneratorError(f"{str(path)!r}: class_names must be a list of names, got {names!r}")
-    if len(set(names)) != len(names):
-        raise GeneratorError(f"{str(path)!r}: class_names repeats a name: {names!r}")
+    check_class_names(repr(str(path)), "class_names", meta.get("class_names"), error=GeneratorError)
     for key in ("image_size", "channels"):
         if isinstance(meta.get(key), bool) or not isinstance(meta.get(key), int):
             raise GeneratorError(f"{str(path)!r}: {key} must be an integer, got {meta.get(key)!r}")
