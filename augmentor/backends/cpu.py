@@ -157,18 +157,15 @@ def warp_image(
             )
     interp = interpolation or step.interpolation
     perspective = step.perspective
-    if not perspective and interp != "nearest" and view.size:
+    small = step.prefilter_size(*view.shape[:2]) if interp != "nearest" and view.size else None
+    if small is not None:
         # Shrinking by more than 2x: area-average first so the warp does not alias
         # (one cheap cv2.resize of the (cropped) view; warpAffine has no antialiasing).
-        (a00, a01, _), (a10, a11, _) = a[:2].tolist()
-        s = abs(a00 * a11 - a01 * a10) ** 0.5
-        if s < 0.5:
-            vh, vw = view.shape[:2]
-            nw, nh = max(1, int(round(vw * s * 1.5))), max(1, int(round(vh * s * 1.5)))
-            view = cv2.resize(view, (nw, nh), interpolation=cv2.INTER_AREA)
-            if view.ndim == 2:
-                view = view[..., None]
-            a = a @ np.diag([vw / nw, vh / nh, 1.0])
+        (vh, vw), (nh, nw) = view.shape[:2], small
+        view = cv2.resize(view, (nw, nh), interpolation=cv2.INTER_AREA)
+        if view.ndim == 2:
+            view = view[..., None]
+        a = a @ np.diag([vw / nw, vh / nh, 1.0])
     oh, ow = step.out_size
     ac = corner_to_center(a)
     flags = _interp(interp)

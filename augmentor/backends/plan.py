@@ -40,6 +40,18 @@ class WarpStep:
         m20, m21, m22 = self.matrix[2].tolist()
         return abs(m20) > 1e-12 or abs(m21) > 1e-12 or abs(m22 - 1.0) > 1e-12
 
+    def prefilter_size(self, height: int, width: int) -> tuple[int, int] | None:
+        """The size to area-average a ``height x width`` source to before an affine warp that
+        shrinks it by more than 2x (1.5x the output scale), else None: neither OpenCV's
+        ``warpAffine`` nor torch's ``grid_sample`` antialiases, and both executors use this."""
+        if self.perspective:
+            return None
+        (a00, a01, _), (a10, a11, _) = self.matrix[:2].tolist()
+        scale = abs(a00 * a11 - a01 * a10) ** 0.5  # how much the warp scales lengths
+        if scale >= 0.5:
+            return None
+        return max(1, round(height * scale * 1.5)), max(1, round(width * scale * 1.5))
+
     def is_integer_shift(self) -> bool:
         """Flips and integer translations only: executed by slicing, with no interpolation."""
         (a, b, tx), (c, d, ty) = self.matrix[0].tolist(), self.matrix[1].tolist()

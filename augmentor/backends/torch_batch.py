@@ -108,10 +108,9 @@ def warp_batch(
         # weights are OpenCV's INTER_AREA (exact box overlaps), as two small matrices:
         # F.interpolate(mode="area") is adaptive pooling, 3 levels away from it.
         for i, s in enumerate(steps):
-            scale = _linear_scale(s)
-            if s.perspective or scale >= 0.5:
+            size = s.prefilter_size(h, w)
+            if size is None:
                 continue
-            size = (max(1, round(h * scale * 1.5)), max(1, round(w * scale * 1.5)))
             rows, cols = _area_weights(h, size[0], dev), _area_weights(w, size[1], dev)
             small = torch.einsum("oh,nchw,pw->ncop", rows, xf[i : i + 1], cols)
             y[i : i + 1] = F.grid_sample(
@@ -128,12 +127,6 @@ def _area_weights(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
     i = torch.arange(n_in, dtype=torch.float64, device=device)[None, :]
     overlap = (torch.minimum(lo + r, i + 1) - torch.maximum(lo, i)).clamp(min=0)
     return (overlap / r).float()
-
-
-def _linear_scale(step: WarpStep) -> float:
-    """How much a warp scales areas, as a length ratio (< 1 shrinks)."""
-    (a00, a01, _), (a10, a11, _) = step.matrix[:2].tolist()
-    return float(abs(a00 * a11 - a01 * a10) ** 0.5)
 
 
 def color_batch(records: list[list[Record]], x: torch.Tensor) -> torch.Tensor:
