@@ -90,20 +90,23 @@ def compare(
             raise click.UsageError("give the classic augmentation to test: --preset or --pipeline")
         from transfer.comparison import compare as run_compare
         from transfer.generative import ARMS, CONFIG_NAMES, CONTROL, arm_configs
+        from transfer.images import load_folder
 
+        real = load_folder(data)  # decoded once, for every arm
         folder = config.synthetic
         if folder:  # checked here, not after the first configurations have trained
             from augmentor.io import scan_image_folder
 
-            known = set(scan_image_folder(data).classes)
-            extra = sorted(set(scan_image_folder(folder).classes) - known)
+            extra = sorted(set(scan_image_folder(folder).classes) - set(real.classes))
             if extra:
                 raise click.BadParameter(
                     f"{str(folder)!r} has classes DATA does not: {', '.join(extra)}",
                     param_hint="'--synthetic'",
                 )
         synthetic = (lambda r, part: folder) if folder else None
-        n_train = _train_images(data, test_dir, train_per_class, test_fraction)
+        n_train = _train_images(
+            len(real), len(real.classes), test_dir, train_per_class, test_fraction
+        )
         results = {}
         for arm in arms_list:
             base = config
@@ -132,7 +135,7 @@ def compare(
                 )
 
             results[arm] = run_compare(
-                data,
+                real,
                 configs,
                 out / arm if len(arms_list) > 1 else out,
                 repeats,
@@ -154,14 +157,11 @@ def compare(
 
 
 def _train_images(
-    data: Path, test_dir: Path | None, train_per_class: int | None, test_fraction: float
+    n: int, classes: int, test_dir: Path | None, train_per_class: int | None, test_fraction: float
 ) -> int:
-    """How many real images a split trains on (for the arm's step budget)."""
-    from transfer.images import load_folder
-
-    real = load_folder(data)
+    """How many real images a split trains on (for the arm's step budget), of ``n`` in DATA."""
     if test_dir is not None and train_per_class is not None:
-        return train_per_class * len(real.classes)
+        return train_per_class * classes
     if test_dir is not None:
-        return len(real)
-    return round(len(real) * (1 - test_fraction))
+        return n
+    return round(n * (1 - test_fraction))
