@@ -93,15 +93,14 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
         for p in sorted((root / cname).rglob("*")):
             if any(part.startswith(".") for part in p.relative_to(root).parts):
                 continue
-            if not p.is_file():
-                # a dangling symlink or a symlink loop named *.png is an image that cannot be
-                # read: listed, so every command reports it as skipped, never dropped silently
-                if p.is_symlink() and p.suffix.lower() in IMAGE_EXTENSIONS:
-                    items.append(ImageItem(p, label, cname))
-                continue
+            # a dangling symlink or a symlink loop named *.png is an image that cannot be read:
+            # listed, so every command reports it as skipped, never dropped silently
+            readable = p.is_file()
+            if not (readable or p.is_symlink()):
+                continue  # a folder
             if p.suffix.lower() in IMAGE_EXTENSIONS:
                 items.append(ImageItem(p, label, cname))
-            else:
+            elif readable:
                 ignored.append(p)
     if not items:
         raise ValueError(

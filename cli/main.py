@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
+from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, fail
 
 COMMANDS = {
     "generate": ("cli.generate", "generate", "Write augmented copies of an image folder."),
@@ -72,7 +72,7 @@ RUNTIME_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}
 
 
 def os_error_line(e: OSError) -> str:
-    """``cannot write '/a/b': Not a directory`` from an OSError, naming the path and cause."""
+    """``'/a/b': Not a directory`` from an OSError: the path (both, for a rename) and the cause."""
     cause = e.strerror or type(e).__name__
     if e.errno == errno.ENOSPC:
         cause += " (free some space, then rerun the same command to resume)"
@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         # writer in this package writes to a temporary and renames.
         if logging.getLogger().getEffectiveLevel() < logging.INFO:
             raise
-        click.echo(f"Error: {os_error_line(e)}", err=True)
-        sys.exit(EXIT_FAILED if e.errno in RUNTIME_ERRNOS else EXIT_USAGE)
+        fail(os_error_line(e), EXIT_FAILED if e.errno in RUNTIME_ERRNOS else EXIT_USAGE)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
