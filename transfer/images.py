@@ -135,7 +135,8 @@ def load_folder(root: str | Path, classes: Sequence[str] | None = None) -> Label
     if not images:
         raise DataError(f"{str(root)!r}: no readable images ({len(skipped)} skipped)")
     if classes is None:
-        empty = [n for i, n in enumerate(names) if i not in set(labels)]
+        present = set(labels)
+        empty = [n for i, n in enumerate(names) if i not in present]
         if empty:
             raise DataError(
                 f"{str(root)!r}: the class folder(s) {empty} hold no readable image; remove "
