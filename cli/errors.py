@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterable
 from typing import NoReturn
 
 import click
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_SKIPPED", "EXIT_USAGE", "fail"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_SKIPPED",
+    "EXIT_USAGE",
+    "fail",
+    "list_skipped",
+]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -26,6 +34,16 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     must be ...``) is named as the command's option (``'--minutes' must be ...``)."""
     click.echo(f"Error: {as_options(' '.join(str(message).split()))}", err=True)
     sys.exit(code)
+
+
+def list_skipped(skipped: Iterable[tuple[str, str]]) -> int:
+    """Print each unreadable input (path, why) the same way in every command; the exit code:
+    :data:`EXIT_SKIPPED` if there was any, else 0."""
+    count = 0
+    for path, reason in skipped:
+        click.echo(f"  skipped {path}: {reason}")
+        count += 1
+    return EXIT_SKIPPED if count else 0
 
 
 _FIELD = re.compile(r"^([a-z][a-z0-9_]*)(\[\d+\])? must ")

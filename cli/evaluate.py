@@ -24,7 +24,7 @@ def evaluate(run: Path, data: Path, out: Path | None) -> int:
     config.json and report.md. Exit code 3: some images were
     unreadable (listed).
     """
-    from cli.errors import EXIT_SKIPPED, fail
+    from cli.errors import fail, list_skipped
     from transfer.evaluate import evaluate_model, write_report
     from transfer.export import load_run
     from transfer.images import load_folder
@@ -56,6 +56,4 @@ def evaluate(run: Path, data: Path, out: Path | None) -> int:
         f"{metrics['balanced_accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
         f"on {metrics['n']} images -> {dst}"
     )
-    for path, reason in images.skipped:
-        click.echo(f"  skipped {path}: {reason}")
-    return EXIT_SKIPPED if images.skipped else 0
+    return list_skipped(images.skipped)

@@ -264,7 +264,7 @@ def finetune(
     unreadable (listed).
     """
     from augmentor.trainer import CheckpointError, DivergenceError, is_global_zero
-    from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SKIPPED, fail
+    from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, fail, list_skipped
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")
@@ -303,6 +303,4 @@ def finetune(
     if result.kept:
         click.echo(f"kept: {result.kept}")
     click.echo(f"run -> {out} (report: {out / 'report' / 'report.md'})")
-    for path, reason in result.skipped:
-        click.echo(f"  skipped {path}: {reason}")
-    return EXIT_SKIPPED if result.skipped else 0
+    return list_skipped(result.skipped)

@@ -69,7 +69,7 @@ def generate(
     unreadable (listed).
     """
     from augmentor.generators.config import META_FILE
-    from cli.errors import EXIT_SKIPPED, fail
+    from cli.errors import EXIT_SKIPPED, fail, list_skipped
 
     if (src / META_FILE).exists():
         from cli.sample import sample_generator
@@ -127,8 +127,7 @@ def generate(
         f"skipped {len(report.skipped)} source images, {report.seconds:.1f} s, "
         f"{report.images_per_second:.1f} images/s -> {dst}"
     )
-    for path, reason in sorted(report.skipped.items()):
-        click.echo(f"  skipped {path}: {reason}")
+    list_skipped(sorted(report.skipped.items()))
     if report.skipped and per_class is not None:
         click.echo("  the images of skipped sources were made from other images of their class")
     if report.removed:

@@ -58,9 +58,8 @@ def preview(
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     click.echo(f"wrote {output} ({info['rows']} rows x {info['columns']} columns)")
-    for path, reason in info["skipped"].items():
-        click.echo(f"  skipped {path}: {reason}")
-    if info["skipped"]:
-        from cli.errors import EXIT_SKIPPED
+    from cli.errors import list_skipped
 
-        sys.exit(EXIT_SKIPPED)
+    code = list_skipped(info["skipped"].items())
+    if code:
+        sys.exit(code)

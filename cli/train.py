@@ -92,7 +92,7 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
     from augmentor.generators.data import load_training_data
     from augmentor.generators.fit import estimate_seconds, resolve_config, train_generator
     from augmentor.trainer import CheckpointError, DivergenceError, is_global_zero
-    from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_SKIPPED
+    from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, list_skipped
 
     only = {"gan": ("no_diffaugment", "no_class_bn"), "vae": ("beta", "perceptual")}
     for owner, names in only.items():
@@ -146,9 +146,7 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
                     f"{per_step * resolved.steps / 60:.1f} min for {resolved.steps} steps "
                     "(plus sample grids and KID checks)"
                 )
-            for path, reason in prepared.skipped:
-                click.echo(f"  skipped {path}: {reason}")
-            return EXIT_SKIPPED if prepared.skipped else 0
+            return list_skipped(prepared.skipped)
         score = None
         if kw["track_kid"]:
             score = _kid_score(prepared)
@@ -177,9 +175,7 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
             f"best KID {best['kid']:.4f} ± {best['kid_std']:.4f} at step {best['step']} "
             f"-> {out / 'best'}"
         )
-    for path, reason in prepared.skipped:
-        click.echo(f"  skipped {path}: {reason}")
-    return EXIT_SKIPPED if prepared.skipped else 0
+    return list_skipped(prepared.skipped)
 
 
 def _kid_score(prepared: Any) -> Any:
