@@ -59,6 +59,7 @@ PURPOSES: dict[str, int] = {
     "feature-view": 20,  # the augmentation of a cached feature view (by image content)
     "init": 21,  # the initial weights of networks built by the library
     "duplicate-pick": 22,  # which real images fill the duplicated-reals control's slots
+    "calibration-fold": 23,  # the networks of the out-of-fold calibration runs
 }
 
 

@@ -19,13 +19,15 @@ import click
 def evaluate(run: Path, data: Path, out: Path | None) -> int:
     """Write the report of a fine-tuned RUN on the labelled image folder DATA.
 
-    The report holds metrics.json (accuracy, balanced accuracy, macro-F1, per class, the most
-    confused pairs, the top losses), per_class.csv, confusion.png, top_losses.png,
-    config.json and report.md. Exit code 3: some images were
-    unreadable (listed).
+    The model answers as the exported one does (the run's test-time views and temperature).
+    The report holds metrics.json (accuracy, balanced accuracy, macro-F1, expected calibration
+    error, per class, the most confused pairs, the top losses), per_class.csv, confusion.png,
+    top_losses.png, config.json and report.md. Exit code 3: some images were unreadable
+    (listed).
     """
     from cli.errors import fail, list_skipped
-    from transfer.evaluate import evaluate_model, write_report
+    from transfer.calibration import read_calibration, served_probs
+    from transfer.evaluate import classification_metrics, write_report
     from transfer.export import load_run
     from transfer.images import load_folder
     from transfer.preprocess import PreprocessModule
@@ -38,7 +40,9 @@ def evaluate(run: Path, data: Path, out: Path | None) -> int:
     try:
         model, classes, pre, cfg = load_run(run)
         images = load_folder(data, classes=classes)
-        metrics = evaluate_model(model, PreprocessModule(pre), images)
+        calibration = read_calibration(run, cfg)
+        probs = served_probs(model, PreprocessModule(pre), images, calibration)
+        metrics = classification_metrics(images.labels, probs, classes, images.sources)
     except ValueError as e:
         fail(str(e))
     dst = out or run / f"eval-{data.resolve().name}"
@@ -48,7 +52,11 @@ def evaluate(run: Path, data: Path, out: Path | None) -> int:
         classes,
         cfg,
         title=f"{run} on {data}",
-        extra={"split": str(data), "skipped": [list(s) for s in images.skipped]},
+        extra={
+            "split": str(data),
+            "skipped": [list(s) for s in images.skipped],
+            "calibration": calibration.to_dict(),
+        },
         images=images,
     )
     click.echo(

@@ -13,8 +13,11 @@ from transfer.config import (
     AUTO_EPOCHS,
     AUTO_MIN_STEPS,
     BALANCE,
+    CALIBRATION,
+    CALIBRATION_FOLDS,
     STRATEGIES,
     SYNTHETIC_MODES,
+    TTA_MODES,
     FinetuneConfig,
 )
 
@@ -179,6 +182,23 @@ def finetune_options(f: Any) -> Any:
             help="An augmentation pipeline YAML/JSON file.",
         ),
         click.option(
+            "--tta",
+            default=D("tta"),
+            show_default=True,
+            callback=_check_tta,
+            help=f"Test-time views averaged inside the exported model: {', '.join(TTA_MODES)}. "
+            "Flip only where a mirrored image keeps its class (augment tune says).",
+        ),
+        click.option(
+            "--calibration",
+            type=click.Choice(CALIBRATION),
+            default=D("calibration"),
+            show_default=True,
+            help="Where the temperature of the exported probabilities is fitted: the "
+            f"validation split, out-of-fold predictions ({CALIBRATION_FOLDS} more runs), none; "
+            "auto: validation if there is one, else folds for linear, else none.",
+        ),
+        click.option(
             "--preset",
             type=preset_choice(["none"]),
             default=D("preset"),
@@ -189,6 +209,15 @@ def finetune_options(f: Any) -> Any:
     for option in options:
         f = option(f)  # type: ignore[operator]
     return f
+
+
+def _check_tta(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from augmentor._validation import check_choice
+
+    try:
+        return check_choice(None, "--tta", value, TTA_MODES)
+    except ValueError as e:
+        raise click.BadParameter(str(e).removeprefix("--tta "), param_hint="'--tta'") from None
 
 
 def build_config(**kw: Any) -> Any:
@@ -241,6 +270,8 @@ def build_config(**kw: Any) -> Any:
         synthetic_ratio=kw["synthetic_ratio"],
         synthetic_mode=kw["synthetic_mode"],
         replace_p=kw["replace_p"],
+        tta=kw["tta"],
+        calibration=kw["calibration"],
     )
 
 

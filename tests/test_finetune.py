@@ -102,23 +102,43 @@ def test_checkpoints_load_without_running_code(cnn_run):
     assert "state_dict" in ckpt and "optimizer_states" in ckpt
 
 
-def test_saved_model_and_exports_agree(cnn_run, fmnist):
+@pytest.fixture(scope="module")
+def tta_run(fmnist, tmp_path_factory):
+    """A run whose exported model averages four test-time views and applies a temperature."""
+    out = tmp_path_factory.mktemp("tta")
+    cfg = FinetuneConfig(
+        strategy="full", epochs=2, val_fraction=0.25, patience=0, tta="flip+scale", **CNN
+    )
+    return finetune(fmnist, out, cfg, progress=False)
+
+
+@pytest.mark.parametrize("which", ["cnn_run", "tta_run"])
+def test_saved_model_and_exports_agree(which, fmnist, request):
     import onnxruntime as ort
 
-    model, classes, pre, cfg = load_run(cnn_run.out)
-    assert classes == cnn_run.classes and cfg["backbone"] == "small_cnn"
+    from transfer.calibration import Served, read_calibration
+
+    run = request.getfixturevalue(which)
+    model, classes, pre, cfg = load_run(run.out)
+    assert classes == run.classes and cfg["backbone"] == "small_cnn"
+    calib = read_calibration(run.out, cfg)
+    assert calib.fitted_on == "validation" and calib.temperature != 1.0
+    assert calib.tta == ("flip+scale" if which == "tta_run" else "none")
+    served = Served(model, pre.input_size, calib.tta, calib.temperature)
     images = [fmnist.images[0], fmnist.images[40], np.repeat(fmnist.images[70], 3, axis=2)]
-    predictor = Predictor(cnn_run.out)
-    session = ort.InferenceSession(str(cnn_run.out / "export" / "model.onnx"))
+    predictor = Predictor(run.out)
+    session = ort.InferenceSession(str(run.out / "export" / "model.onnx"))
     preprocess = PreprocessModule(pre)
     for img in [*images, np.zeros((45, 33, 3), np.uint8)]:
         x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
         with torch.no_grad():
-            eager = model(preprocess(x)).softmax(-1)[0].numpy()
+            eager = served(preprocess(x))[0].numpy()
+            plain = model(preprocess(x)).softmax(-1)[0].numpy()
+        assert not np.allclose(eager, plain, atol=1e-4)  # the temperature (and views) act
         np.testing.assert_allclose(predictor.probabilities(img), eager, atol=1e-5)
         rgb = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # ONNX takes RGB only
         onnx = session.run(None, {"images": np.ascontiguousarray(rgb.numpy())})[0][0]
-        np.testing.assert_allclose(onnx, eager, atol=1e-4)
+        np.testing.assert_allclose(onnx, eager, atol=1e-5)
     top = predictor.predict(images[0], top_k=2)
     assert len(top) == 2 and top[0][1] >= top[1][1] and top[0][0] in classes
 

@@ -24,9 +24,11 @@ __all__ = [
     "AUTO_MIN_STEPS",
     "AUTO_VAL_MIN",
     "BALANCE",
+    "CALIBRATION",
     "CROP_PCT",
     "STRATEGIES",
     "SYNTHETIC_MODES",
+    "TTA_MODES",
     "FinetuneConfig",
     "check_crop_pct",
 ]
@@ -34,6 +36,13 @@ __all__ = [
 STRATEGIES = ("linear", "lp-ft", "gradual", "full")
 SYNTHETIC_MODES = ("extra", "replace")
 BALANCE = ("none", "loss", "sampler")
+# test-time views averaged inside the served (and exported) model (transfer.calibration)
+TTA_MODES = ("none", "flip", "flip+scale")
+# where the temperature is fitted: ``auto`` = the validation split when there is one, else
+# out-of-fold predictions for the linear probe (cheap: cached features), else none (folds of a
+# fine-tuned recipe cost CALIBRATION_FOLDS more runs: ask for them with ``folds``)
+CALIBRATION = ("auto", "validation", "folds", "none")
+CALIBRATION_FOLDS = 3
 # (low, high]: the share of the short side a centre crop may keep
 CROP_PCT = (0.5, 1.0)
 # images per class from which a validation split is held out by default; below it every image
@@ -128,6 +137,16 @@ class FinetuneConfig:
             enough to keep the GPU fed (the CPU count less one, at most 8), on a CPU-only
             machine none (workers would take the cores the training step uses).
         cache_dir: feature-cache directory; None = ``<out>/feature_cache``.
+        tta: test-time augmentation inside the served and exported model: ``none``, ``flip``
+            (the image and its mirror) or ``flip+scale`` (those and both zoomed in): the
+            softmax is averaged over the views. Use flips only where a mirrored image keeps
+            its class (``augment tune`` says whether it does for your data).
+        calibration: where the temperature of the served probabilities is fitted:
+            ``validation`` (the validation split), ``folds`` (out-of-fold predictions of the
+            same recipe on ``CALIBRATION_FOLDS`` folds: that many more runs), ``none``
+            (temperature 1), or ``auto`` (the default): validation when there is a
+            validation split, folds for the linear probe (cached features make them cheap),
+            else none.
 
     Example:
         >>> FinetuneConfig(strategy="linear").finetune_epochs(100)
@@ -176,12 +195,16 @@ class FinetuneConfig:
     precision: str | None = None
     num_workers: int | None = None
     cache_dir: str | None = None
+    tta: str = "none"
+    calibration: str = "auto"
 
     def __post_init__(self) -> None:
         e = DataError
         check_choice(None, "strategy", self.strategy, STRATEGIES, error=e)
         check_choice(None, "balance", self.balance, BALANCE, error=e)
         check_choice(None, "synthetic_mode", self.synthetic_mode, SYNTHETIC_MODES, error=e)
+        check_choice(None, "tta", self.tta, TTA_MODES, error=e)
+        check_choice(None, "calibration", self.calibration, CALIBRATION, error=e)
         check_number(None, "replace_p", self.replace_p, 0, 1, error=e)
         check_int(None, "steps", self.steps, lo=1, allow_none=True, error=e)
         check_int(None, "epochs", self.epochs, lo=1, allow_none=True, error=e)

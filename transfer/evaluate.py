@@ -176,9 +176,10 @@ def classification_metrics(
     classes: Sequence[str],
     sources: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, macro-F1, NLL, per-class table, confusion matrix, the most
-    confused (true, predicted) pairs and the top losses (the images the model gets most wrong:
-    position, source when given, true and predicted class, confidence)."""
+    """Accuracy, balanced accuracy, macro-F1, NLL, expected calibration error, per-class table,
+    confusion matrix, the most confused (true, predicted) pairs and the top losses (the images
+    the model gets most wrong: position, source when given, true and predicted class,
+    confidence)."""
     from torchmetrics.functional.classification import (
         multiclass_accuracy,
         multiclass_confusion_matrix,
@@ -196,6 +197,9 @@ def classification_metrics(
     precision = multiclass_precision(pred, y, k, average="none")
     f1 = multiclass_f1_score(pred, y, k, average="none")
     nll = float(-torch.log(p[torch.arange(len(y)), y].clamp_min(1e-12)).mean())
+    from transfer.calibration import expected_calibration_error
+
+    ece = expected_calibration_error(p.numpy(), y.numpy()) if len(y) else 0.0
     support = torch.bincount(y, minlength=k)
     return {
         "n": int(len(y)),
@@ -204,6 +208,7 @@ def classification_metrics(
         "balanced_accuracy": float(recall[present].mean()),
         "macro_f1": float(f1[present].mean()),
         "nll": nll,
+        "ece": ece,
         "per_class": [
             {
                 "class": c,
@@ -388,6 +393,34 @@ def plot_curves(path: Path, stages: dict[str, list[dict[str, float]]]) -> bool:
     return True
 
 
+def calibration_lines(calib: dict[str, Any] | None, out: Path) -> list[str]:
+    """The report's paragraph on test-time views and the temperature."""
+    if not calib:
+        return []
+    views = {"none": "no test-time views", "flip": "the image and its mirror averaged"}
+    lines = [
+        "",
+        f"Served probabilities: {views.get(calib['tta'], calib['tta'] + ' views averaged')}",
+    ]
+    if calib.get("fitted_on", "none") != "none":
+        lines[-1] += (
+            f", temperature {calib['temperature']:.3f} fitted on {calib['n']} "
+            f"{calib['fitted_on']} predictions (NLL there {calib['nll_before']:.4f} -> "
+            f"{calib['nll_after']:.4f})."
+        )
+    else:
+        lines[-1] += f"; {calib.get('note') or 'temperature 1 (not calibrated)'}."
+    if "ece_before" in calib:
+        lines += [
+            "",
+            f"Expected calibration error on the {calib['scored_on']} images: "
+            f"{calib['ece_before']:.4f} before the temperature, {calib['ece_after']:.4f} after.",
+        ]
+    if (out / "reliability.png").is_file():
+        lines += ["", "![reliability diagram](reliability.png)"]
+    return lines
+
+
 def write_report(
     out: str | Path,
     metrics: dict[str, Any],
@@ -430,8 +463,10 @@ def write_report(
             "",
         ]
     md += ["| metric | value |", "|---|---|"]
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "nll"):
-        md.append(f"| {key} | {metrics[key]:.4f} |")
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "nll", "ece"):
+        if key in metrics:
+            md.append(f"| {key} | {metrics[key]:.4f} |")
+    md += calibration_lines(extra.get("calibration") if extra else None, out)
     md += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     md += [
         f"| {r['class']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "

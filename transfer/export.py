@@ -7,8 +7,9 @@ A run directory holds:
 * ``export/model.torchscript.pt`` and ``export/model.onnx``: the classifier *with its
   preprocessing inside*. Input: uint8 images ``(N, C, H, W)`` of any height and width, with C
   in {1, 3, 4} for TorchScript and C = 3 (RGB) for ONNX (torch.export fixes the channel
-  branch); output: class probabilities ``(N, K)``. Neither needs this package to run
-  (:class:`Predictor` uses only ``torch.jit.load``).
+  branch); output: class probabilities ``(N, K)``, averaged over the run's test-time views
+  and calibrated by its temperature (``calibration.json``, :mod:`transfer.calibration`).
+  Neither needs this package to run (:class:`Predictor` uses only ``torch.jit.load``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from augmentor._validation import check_class_names, check_number
 from augmentor.io import atomic_write_bytes, atomic_write_text
 from augmentor.seeding import global_seed
 from transfer.backbones import create_backbone
+from transfer.calibration import Served
 from transfer.errors import RunError
 from transfer.preprocess import Preprocessing, PreprocessModule, to_chw_uint8
 
@@ -38,15 +40,21 @@ ONNX = "export/model.onnx"
 
 
 class Exported(nn.Module):
-    """Preprocessing + classifier + softmax, the module that is exported."""
+    """Preprocessing + classifier + TTA and temperature (:class:`Served`): the exported module."""
 
-    def __init__(self, classifier: nn.Module, preprocessing: Preprocessing) -> None:
+    def __init__(
+        self,
+        classifier: nn.Module,
+        preprocessing: Preprocessing,
+        tta: str = "none",
+        temperature: float = 1.0,
+    ) -> None:
         super().__init__()
         self.preprocess = PreprocessModule(preprocessing)
-        self.classifier = classifier
+        self.served = Served(classifier, preprocessing.input_size, tta, temperature)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.preprocess(images)).softmax(-1)
+        return self.served(self.preprocess(images))
 
 
 def save_run(
@@ -68,13 +76,20 @@ def save_run(
     atomic_write_text(out / "preprocess.json", json.dumps(preprocessing.to_dict(), indent=2))
 
 
-def export_model(out: str | Path, model: nn.Module, preprocessing: Preprocessing) -> list[Path]:
-    """Write the TorchScript and ONNX models (preprocessing inside) under ``out/export``."""
+def export_model(
+    out: str | Path,
+    model: nn.Module,
+    preprocessing: Preprocessing,
+    tta: str = "none",
+    temperature: float = 1.0,
+) -> list[Path]:
+    """Write the TorchScript and ONNX models (preprocessing, TTA views and temperature inside)
+    under ``out/export``."""
     import io
     import warnings
 
     out = Path(out)
-    module = Exported(model.cpu().eval(), preprocessing).eval()
+    module = Exported(model.cpu().eval(), preprocessing, tta, temperature).eval()
     written = []
     buf = io.BytesIO()
     with warnings.catch_warnings():

@@ -46,8 +46,15 @@ from augmentor.trainer import (
     load_checkpoint_file,
 )
 from transfer.backbones import create_backbone
+from transfer.calibration import (
+    Calibration,
+    apply_temperature,
+    fit_temperature,
+    nll,
+    served_view_probs,
+)
 from transfer.classifier import Classifier, GroupSpec, backbone_groups
-from transfer.config import AUTO_MIN_STEPS, AUTO_VAL_MIN, FinetuneConfig
+from transfer.config import AUTO_MIN_STEPS, AUTO_VAL_MIN, CALIBRATION_FOLDS, FinetuneConfig
 from transfer.data import EvalImages, FinetuneData, TrainImages, variations_of
 from transfer.errors import DataError
 from transfer.features import FeatureCache
@@ -55,7 +62,7 @@ from transfer.images import LabelledImages, load_folder
 from transfer.module import ClassifierModule, GradualUnfreezing, class_weights, sample_weights
 from transfer.preprocess import Preprocessing, PreprocessModule
 from transfer.probe import evaluate_cached, load_probe_head, train_probe
-from transfer.splits import check_classes, stratified_split
+from transfer.splits import check_classes, stratified_folds, stratified_split
 from transfer.stages import device_name, fit_stage, last_logged, stage_trainer
 
 log = logging.getLogger(__name__)
@@ -79,6 +86,8 @@ class FinetuneResult:
     train_images_per_s: float | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     kept: str | None = None  # lp-ft: which model was kept, the fine-tuned or the probe, and why
+    calibration: Calibration | None = None  # the served model's TTA and temperature
+    test_probs: np.ndarray | None = None  # served probabilities on the test part, before T
 
 
 @dataclass
@@ -151,6 +160,8 @@ PRODUCTS = (
     "labels.json",
     "preprocess.json",
     "probe-head.safetensors",
+    "calibration.json",
+    "calibration",
     "export",
     "report",
     "logs",
@@ -222,13 +233,16 @@ def _finetune(
     )  # fmt: skip
     if not is_global_zero():  # rank 0 alone writes the run (every rank holds the same model)
         return result
-    result.val_metrics, result.test_metrics = report_run(
-        out, config, model, preprocess, cache, parts, stage
+    calibration = calibrate(config, out, model, preprocess, cache, parts)
+    result.calibration = calibration
+    result.val_metrics, result.test_metrics, result.test_probs = report_run(
+        out, config, model, preprocess, cache, parts, stage, calibration
     )
     model = model.cpu().eval()
     save_run(out, model, parts.real.classes, pre, config)
+    calibration.write(out)
     if export:
-        export_model(out, model, pre)
+        export_model(out, model, pre, calibration.tta, calibration.temperature)
     result.model = model
     return result
 
@@ -268,6 +282,11 @@ def split_data(
         train, val = pool.subset(tr_idx), pool.subset(val_idx)
     else:
         train, val = pool, None
+    if config.calibration == "validation" and val is None:
+        raise DataError(
+            "calibration='validation' needs a validation split: set val_fraction > 0 "
+            "(or use calibration='folds')"
+        )
     synthetic = _load_synthetic(config.synthetic, real.classes) if config.synthetic else None
     variations = None
     if synthetic is not None and config.synthetic_mode == "replace":
@@ -503,28 +522,52 @@ def report_run(
     cache: FeatureCache,
     parts: RunData,
     stage: StageResult,
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Score the validation and test parts and write ``out/report``; returns both scores."""
-    from transfer.evaluate import evaluate_model, write_report
+    calibration: Calibration,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, np.ndarray | None]:
+    """Score the validation and test parts as the served model answers (TTA, temperature)
+    and write ``out/report``, with the calibration before and after; returns both scores."""
+    from transfer.calibration import expected_calibration_error, plot_reliability
+    from transfer.evaluate import classification_metrics, write_report
 
-    device = device_name()  # the GPU when there is one
+    raw: dict[str, np.ndarray] = {}
 
-    def score(part: LabelledImages | None) -> dict[str, Any] | None:
+    def score(part: LabelledImages | None, name: str) -> dict[str, Any] | None:
         if part is None:
             return None
-        if config.strategy == "linear":  # frozen backbone: features come from the cache
-            return evaluate_cached(cache, model, preprocess, part)
-        return evaluate_model(model.to(device), preprocess, part)
+        raw[name] = held_out_probs(config, model, preprocess, cache, part, calibration.tta)
+        p = apply_temperature(raw[name], calibration.temperature)
+        return classification_metrics(part.labels, p, part.classes, part.sources)
 
-    val_metrics, test_metrics = score(parts.val), score(parts.test)
+    val_metrics, test_metrics = score(parts.val, "val"), score(parts.test, "test")
     report_metrics: dict[str, Any] | None
     if test_metrics is not None:
-        report_metrics, split, scored = test_metrics, "test", parts.test
+        report_metrics, split, scored, key = test_metrics, "test", parts.test, "test"
     elif val_metrics is not None:
-        report_metrics, split, scored = val_metrics, "validation", parts.val
+        report_metrics, split, scored, key = val_metrics, "validation", parts.val, "val"
     else:  # nothing held out: say so, the numbers are optimistic
-        report_metrics, split, scored = score(parts.train), "training (optimistic)", parts.train
-    assert report_metrics is not None
+        report_metrics = score(parts.train, "train")
+        split, scored, key = "training (optimistic)", parts.train, "train"
+    assert report_metrics is not None and scored is not None
+    before = raw[key]
+    after = apply_temperature(before, calibration.temperature)
+    calib = {
+        **calibration.to_dict(),
+        "ece_before": expected_calibration_error(before, scored.labels),
+        "ece_after": expected_calibration_error(after, scored.labels),
+        "nll_before_on_report_split": nll(before, scored.labels),
+        "scored_on": split,
+    }
+    (out / "report").mkdir(parents=True, exist_ok=True)
+    plot_reliability(
+        out / "report" / "reliability.png",
+        {
+            "before": (before, scored.labels),
+            f"T = {calibration.temperature:.2f}": (after, scored.labels),
+        }
+        if calibration.temperature != 1.0
+        else {"served": (before, scored.labels)},
+        title=f"reliability on the {split} images",
+    )
     write_report(
         out / "report",
         report_metrics,
@@ -538,7 +581,93 @@ def report_run(
             "kept": stage.kept,
             "lr_scale": stage.lr_scale,
             "skipped": [list(s) for s in parts.real.skipped],
+            "calibration": calib,
         },
         images=scored,
     )
-    return val_metrics, test_metrics
+    return val_metrics, test_metrics, raw.get("test")
+
+
+def held_out_probs(
+    config: FinetuneConfig,
+    model: Classifier,
+    preprocess: PreprocessModule,
+    cache: FeatureCache,
+    part: LabelledImages,
+    tta: str,
+) -> np.ndarray:
+    """The served probabilities before the temperature (TTA-averaged) of ``part``."""
+    if config.strategy == "linear" and tta == "none":  # frozen backbone: cached features
+        feats = cache.features(model.backbone, preprocess, part, 1, device=device_name())[0]
+        with torch.inference_mode():
+            return model.head.eval()(feats).float().softmax(1).numpy()
+    return served_view_probs(model.to(device_name()), preprocess, part, tta)
+
+
+def calibrate(
+    config: FinetuneConfig,
+    out: Path,
+    model: Classifier,
+    preprocess: PreprocessModule,
+    cache: FeatureCache,
+    parts: RunData,
+) -> Calibration:
+    """Fit the served model's temperature on held-out predictions (``config.calibration``):
+    the validation split, or out-of-fold predictions of the same recipe on the training
+    images, each fold's model predicting the images it did not train on."""
+    mode = config.calibration
+    if mode == "auto":
+        if parts.val is not None:
+            mode = "validation"
+        else:
+            mode = "folds" if config.strategy == "linear" else "none"
+    if mode == "none":
+        note = "not calibrated (no validation split; calibration='folds' fits it out of fold)"
+        return Calibration(config.tta, note=note if config.calibration == "auto" else "")
+    if mode == "validation":
+        assert parts.val is not None  # split_data refuses the combination otherwise
+        labels = parts.val.labels
+        probs = held_out_probs(config, model, preprocess, cache, parts.val, config.tta)
+        fitted_on = "validation"
+    else:
+        train = parts.train
+        counts = np.bincount(train.labels)
+        if int(counts[counts > 0].min()) < CALIBRATION_FOLDS:
+            return Calibration(
+                config.tta,
+                note=f"not calibrated: a class has fewer than {CALIBRATION_FOLDS} training "
+                "images, too few for out-of-fold predictions",
+            )
+        probs, labels = out_of_fold_probs(config, out, train, cache)
+        fitted_on = "out-of-fold"
+    t = fit_temperature(np.log(np.clip(probs, 1e-12, None)), labels)
+    after = apply_temperature(probs, t)
+    log.info("temperature %.3f fitted on %d %s predictions", t, len(labels), fitted_on)
+    return Calibration(
+        config.tta, t, fitted_on, len(labels), nll(probs, labels), nll(after, labels)
+    )
+
+
+def out_of_fold_probs(
+    config: FinetuneConfig, out: Path, train: LabelledImages, cache: FeatureCache
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each training image's TTA-averaged probabilities from a run of the same recipe that
+    did not train on it (``CALIBRATION_FOLDS`` folds, in ``out/calibration/fold-<i>``)."""
+    from dataclasses import replace
+
+    folds = stratified_folds(train.labels, CALIBRATION_FOLDS, config.seed)
+    probs = np.zeros((len(train), len(train.classes)), np.float32)
+    cache_dir = config.cache_dir or (str(cache.root) if cache.root is not None else None)
+    fold_config = replace(
+        config, calibration="none", val_fraction=0.0, devices=1, num_nodes=1, cache_dir=cache_dir
+    )
+    for i, held in enumerate(folds):
+        kept = np.setdiff1d(np.arange(len(train)), held)
+        with global_seed(config.seed, "calibration-fold", i):
+            run = _finetune(
+                train, out / "calibration" / f"fold-{i}", fold_config, kept, held,
+                False, True, False, False, (),
+            )  # fmt: skip
+        assert run.test_probs is not None  # test_index was given
+        probs[held] = run.test_probs
+    return probs, train.labels
