@@ -29,6 +29,7 @@ COMMANDS = {
     "evaluate": ("cli.evaluate", "evaluate", "Report a fine-tuned run on a labelled folder."),
     "audit": ("cli.audit", "audit", "Find duplicates, leaks and likely label errors in a folder."),
     "compare": ("cli.compare", "compare", "Did augmentation help? Paired repeated-split test."),
+    "tune": ("cli.tune", "tune", "Find the augmentation that suits a folder, within a budget."),
     "backbones": ("cli.backbones", "backbones", "List the registered backbones."),
     "quality": ("cli.quality", "quality", "KID, FID and memorisation of a saved generator."),
     "train": ("cli.train", "train", "Train a GAN, VAE or diffusion generator on an image folder."),

@@ -1,6 +1,7 @@
 """`augment finetune / predict / evaluate / compare`, run as real subprocesses."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -147,3 +148,32 @@ def test_compare_prints_paired_differences_and_resumes(fmnist_folder, tmp_path):
 def test_backbones_command_lists_the_registry():
     r = augment("backbones", check=0)
     assert "efficientnet_lite0" in r.stdout and "small_cnn" in r.stdout
+
+
+def test_tune_then_finetune_with_its_pipeline_and_tta(fmnist_folder, tmp_path):
+    out = tmp_path / "tune"
+    args = ["--backbone", "small_cnn", "--no-pretrained", "--views", "2", "--repeats", "3"]
+    r = augment("tune", fmnist_folder, "--out", out, "--minutes", "1", *args,
+                "--confirm-steps", "0", check=0)  # fmt: skip
+    assert "pipeline.yaml" in r.stdout and "--tta" in r.stdout
+    assert (out / "tune.md").is_file()
+    tta = r.stdout.split("test-time augmentation: --tta ")[1].split()[0]
+    run = tmp_path / "run"
+    augment("finetune", fmnist_folder, "--out", run, *FAST, "--pipeline", out / "pipeline.yaml",
+            "--tta", tta, "--no-export", check=0)  # fmt: skip
+    assert json.loads((run / "calibration.json").read_text())["tta"] == tta
+
+
+def test_tune_and_tta_errors_are_one_line(fmnist_folder, tmp_path):
+    r = augment("finetune", fmnist_folder, "--out", tmp_path / "r", "--tta", "flp", check=2)
+    assert "did you mean 'flip'" in r.stderr and "Traceback" not in r.stderr
+    # 3 classes x 6 images: holding out 30% needs at least 4 per class; fine here, but
+    # --repeats 1 cannot give an interval
+    r = augment("tune", fmnist_folder, "--out", tmp_path / "t", "--repeats", "1", check=2)
+    assert "--repeats" in r.stderr and "Traceback" not in r.stderr
+    # 40 views of 18 images at 224 px: about half a minute a candidate on any CPU
+    r = augment("tune", fmnist_folder, "--out", tmp_path / "t", "--minutes", "0.1", "--views",
+                "40", check=2)  # fmt: skip
+    assert re.search(r"minutes' must be at least [0-9.]+ to score two", r.stderr)
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -30,6 +30,7 @@ __all__ = [
     "SYNTHETIC_MODES",
     "TTA_MODES",
     "FinetuneConfig",
+    "TuneConfig",
     "check_crop_pct",
 ]
 
@@ -304,3 +305,70 @@ class FinetuneConfig:
                 "preprocessing normalizes"
             )
         return pipe
+
+
+# `augment tune`: the smallest budget it accepts, in minutes (a guard before any estimate)
+TUNE_MIN_MINUTES = 0.1
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """What defines an ``augment tune`` search (written to ``tune.json``).
+
+    Args:
+        minutes: the wall-time budget of the whole search.
+        repeats: repeated stratified splits of DATA that score every candidate (>= 2).
+        test_fraction: share of each class held out in each split for scoring.
+        views: feature views per training image in the screening probe: the clean image and
+            ``views - 1`` augmented copies.
+        backbone, weights, pretrained, image_size, crop_pct: the frozen network and its input,
+            as in :class:`FinetuneConfig` (tune at the size you will fine-tune at).
+        confirm_steps: optimizer steps of each confirming fine-tuning run (0: screening only).
+            Confirmation runs only when the budget left holds 2+ splits of the default and the
+            winner.
+        seed: seeds the splits and the augmented views.
+    """
+
+    minutes: float = 10.0
+    repeats: int = 10
+    test_fraction: float = 0.3
+    views: int = 4
+    backbone: str = "efficientnet_lite0"
+    weights: str | None = None
+    pretrained: bool = True
+    image_size: int | None = None
+    crop_pct: float | None = 1.0
+    confirm_steps: int = 60
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        e = DataError
+        check_number(None, "minutes", self.minutes, TUNE_MIN_MINUTES, error=e)
+        check_int(None, "repeats", self.repeats, lo=2, error=e)
+        check_number(
+            None, "test_fraction", self.test_fraction, 0, 1, lo_open=True, hi_open=True, error=e
+        )
+        check_int(None, "views", self.views, lo=2, error=e)
+        check_int(None, "image_size", self.image_size, lo=8, allow_none=True, error=e)
+        check_crop_pct(self.crop_pct, allow_none=True)
+        check_int(None, "confirm_steps", self.confirm_steps, lo=0, error=e)
+        check_int(None, "seed", self.seed, lo=0, error=e)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        return {f.name: f.default for f in fields(cls)}[name]
+
+    def finetune_config(self, **changes: Any) -> FinetuneConfig:
+        """The fine-tuning recipe with this search's network and input."""
+        return FinetuneConfig(
+            backbone=self.backbone,
+            weights=self.weights,
+            pretrained=self.pretrained,
+            image_size=self.image_size,
+            crop_pct=self.crop_pct,
+            seed=self.seed,
+            **changes,
+        )
