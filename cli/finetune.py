@@ -333,5 +333,14 @@ def finetune(
     )
     if result.kept:
         click.echo(f"kept: {result.kept}")
+    calib = result.calibration
+    if calib is not None and calib.fitted_on != "none":
+        click.echo(
+            f"served: --tta {calib.tta}, temperature {calib.temperature:.3f} fitted on "
+            f"{calib.n} {calib.fitted_on} predictions (NLL {calib.nll_before:.4f} -> "
+            f"{calib.nll_after:.4f})"
+        )
+    elif calib is not None:
+        click.echo(f"served: --tta {calib.tta}; {calib.note or 'not calibrated'}")
     click.echo(f"run -> {out} (report: {out / 'report' / 'report.md'})")
     return list_skipped(result.skipped)

@@ -78,8 +78,8 @@ def tune(data: Path, out: Path, weights: Path | None, no_pretrained: bool, **kw:
     """
     from cli.errors import fail, list_skipped
     from transfer.images import load_folder
-    from transfer.tune import summary_line
-    from transfer.tune import tune as run_tune
+    from transfer.tuning import summary_line
+    from transfer.tuning import tune as run_tune
 
     if not data.is_dir():
         raise click.BadParameter(f"{str(data)!r} is not a directory", param_hint="'DATA'")

@@ -24,8 +24,9 @@ SURFACE = {
     "transfer": [
         "Backbone", "BackboneError", "Classifier", "Comparison", "DataError", "FeatureCache",
         "FinetuneConfig", "FinetuneResult", "LabelledImages", "Predictor", "Preprocessing",
-        "RunError", "classification_metrics", "compare", "create_backbone", "finetune",
-        "list_backbones", "load_folder", "load_run", "mean_interval",
+        "RunError", "TuneConfig", "TuneResult", "classification_metrics", "compare",
+        "create_backbone", "finetune", "list_backbones", "load_folder", "load_run",
+        "mean_interval", "tune",
     ],
 }  # fmt: skip
 

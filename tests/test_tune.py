@@ -12,7 +12,7 @@ from augmentor.pipeline import Pipeline
 from transfer.config import TuneConfig
 from transfer.errors import DataError
 from transfer.images import LabelledImages
-from transfer.tune import CANDIDATES_FILE, DEFAULT, tune
+from transfer.tuning import CANDIDATES_FILE, DEFAULT, tune
 
 
 def handed(per_class: int) -> LabelledImages:
@@ -34,7 +34,7 @@ FAST = dict(backbone="small_cnn", pretrained=False, views=2, confirm_steps=0)
 @pytest.fixture(scope="module")
 def mirrored_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tune")
-    return out, tune(handed(20), out, TuneConfig(minutes=1, repeats=6, **FAST), progress=False)
+    return out, tune(handed(20), out, TuneConfig(minutes=10, repeats=6, **FAST), progress=False)
 
 
 def test_tune_writes_a_pipeline_and_a_table(mirrored_run):
@@ -61,14 +61,14 @@ def test_mirrored_classes_turn_horizontal_flips_off(mirrored_run):
 def test_a_rerun_reuses_finished_candidates(mirrored_run, tmp_path):
     out, result = mirrored_run
     lines = (out / CANDIDATES_FILE).read_text().splitlines()
-    again = tune(handed(20), out, TuneConfig(minutes=1, repeats=6, **FAST), progress=False)
+    again = tune(handed(20), out, TuneConfig(minutes=10, repeats=6, **FAST), progress=False)
     assert (out / CANDIDATES_FILE).read_text().splitlines() == lines  # nothing scored again
     assert again.winner == result.winner
     assert {c.name: c.scores for c in again.candidates} == {
         c.name: c.scores for c in result.candidates
     }
     # other settings are another search: nothing is reused
-    other = tune(handed(20), out, TuneConfig(minutes=1, repeats=3, **FAST), progress=False)
+    other = tune(handed(20), out, TuneConfig(minutes=10, repeats=3, **FAST), progress=False)
     assert len((out / CANDIDATES_FILE).read_text().splitlines()) > len(lines)
     assert len(other.candidates[0].scores) == 3
 

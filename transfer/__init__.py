@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from transfer.comparison import Comparison as Comparison
     from transfer.comparison import compare as compare
     from transfer.config import FinetuneConfig as FinetuneConfig
+    from transfer.config import TuneConfig as TuneConfig
     from transfer.errors import BackboneError as BackboneError
     from transfer.errors import DataError as DataError
     from transfer.errors import RunError as RunError
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from transfer.images import LabelledImages as LabelledImages
     from transfer.images import load_folder as load_folder
     from transfer.preprocess import Preprocessing as Preprocessing
+    from transfer.tuning import TuneResult as TuneResult
+    from transfer.tuning import tune as tune
 
 _EXPORTS = {
     "Backbone": "transfer.backbones",
@@ -47,6 +50,7 @@ _EXPORTS = {
     "Comparison": "transfer.comparison",
     "compare": "transfer.comparison",
     "FinetuneConfig": "transfer.config",
+    "TuneConfig": "transfer.config",
     "BackboneError": "transfer.errors",
     "DataError": "transfer.errors",
     "RunError": "transfer.errors",
@@ -60,6 +64,8 @@ _EXPORTS = {
     "LabelledImages": "transfer.images",
     "load_folder": "transfer.images",
     "Preprocessing": "transfer.preprocess",
+    "TuneResult": "transfer.tuning",
+    "tune": "transfer.tuning",
 }
 
 __all__ = sorted(_EXPORTS)

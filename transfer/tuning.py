@@ -44,8 +44,8 @@ from augmentor.ops.erasing import RandomErasing
 from augmentor.ops.geometric import HorizontalFlip, RandomResizedCrop, Rotate, VerticalFlip
 from augmentor.ops.policies import RandAugment
 from augmentor.pipeline import Pipeline
-from augmentor.seeding import global_seed
 from augmentor.presets import PRESETS, preset
+from augmentor.seeding import global_seed
 from transfer.backbones import create_backbone
 from transfer.config import FinetuneConfig, TuneConfig
 from transfer.errors import DataError
