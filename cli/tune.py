@@ -102,7 +102,7 @@ def tune(data: Path, out: Path, weights: Path | None, no_pretrained: bool, **kw:
         click.echo(note)
     click.echo(
         f"{len(result.candidates)} candidates in {result.seconds / 60:.1f} min -> "
-        f"{out / 'tune.md'}; use: augment finetune DATA --pipeline {out / 'pipeline.yaml'} "
-        f"--tta {result.tta}"
+        f"{out / 'tune.md'}; use: augment finetune DATA "
+        f"{result.finetune_flags(str(out / 'pipeline.yaml'))}"
     )
     return list_skipped(images.skipped)

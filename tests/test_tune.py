@@ -91,3 +91,15 @@ def test_a_budget_too_small_names_the_minimum(tmp_path):
 def test_the_pipeline_yaml_is_valid_for_finetune(mirrored_run):
     out, _ = mirrored_run
     assert yaml.safe_load((out / "pipeline.yaml").read_text())["version"] == 1
+
+
+def test_confirmation_fine_tunes_the_default_the_winner_and_the_winner_without_mixing(tmp_path):
+    cfg = TuneConfig(minutes=10, **{**FAST, "repeats": 2, "confirm_steps": 2})
+    result = tune(handed(8), tmp_path, cfg, progress=False)
+    c = result.confirmation
+    assert c is not None and c["repeats"] == 2 and c["steps"] == 2
+    assert "without MixUp/CutMix" in c["table"] and "no_mixing" in c
+    assert ("difference" in c) == (result.winner != DEFAULT)
+    runs = sorted(p.name for p in (tmp_path / "confirm").iterdir() if p.is_dir())
+    assert len([r for r in runs if r != "feature_cache"]) == 3 - (result.winner == DEFAULT)
+    assert "## Confirmation" in (tmp_path / "tune.md").read_text()

@@ -152,6 +152,12 @@ class TuneResult:
     confirmation: dict[str, Any] | None
     seconds: float
     notes: list[str] = field(default_factory=list)
+    mixing: bool = True  # keep finetune's MixUp/CutMix (off only when confirmation says so)
+
+    def finetune_flags(self, pipeline_path: str) -> str:
+        """The ``augment finetune`` options that use what tune found."""
+        flags = f"--pipeline {pipeline_path} --tta {self.tta}"
+        return flags + ("" if self.mixing else " --mixup 0 --cutmix 0")
 
     def table(self) -> str:
         rows = sorted(self.candidates, key=lambda c: -float(np.mean(c.scores)))
@@ -185,6 +191,7 @@ class TuneResult:
             "confirmation": self.confirmation,
             "seconds": self.seconds,
             "notes": self.notes,
+            "mixing": self.mixing,
         }
 
 
@@ -376,16 +383,18 @@ def tune(
     tta = "flip" if tta_gain is not None and tta_gain.mean > 0 and not flips_hurt else "none"
 
     confirmation = _confirm(real, out, config, scored[winner], deadline, per_image, notes, say)
-    if confirmation is not None and confirmation["difference"]["high"] < 0:
+    if confirmation is not None and confirmation.get("difference", {}).get("high", 0) < 0:
         notes.append(
             "The confirming fine-tuning runs found the winner worse than the default: the "
             "default is kept."
         )
         winner = DEFAULT
     pipeline = scored[winner].pipeline
+    # mixing stays on (finetune's default) unless turning it off helped beyond noise
+    mixing = not (confirmation is not None and confirmation["no_mixing"]["low"] > 0)
     result = TuneResult(
         winner, pipeline, list(scored.values()), to_default, to_none, distinguishable,
-        tta, tta_gain, confirmation, time.perf_counter() - t0, notes,
+        tta, tta_gain, confirmation, time.perf_counter() - t0, notes, mixing,
     )  # fmt: skip
     _write(out, result, config)
     return result
@@ -470,6 +479,9 @@ def _tta_gain(
     return mean_interval(gains, ratio, bounds=(-1.0, 1.0))
 
 
+NO_MIXING = " without MixUp/CutMix"
+
+
 def _confirm(
     real: LabelledImages,
     out: Path,
@@ -480,36 +492,44 @@ def _confirm(
     notes: list[str],
     say: Callable[[str], None],
 ) -> dict[str, Any] | None:
-    """Short fine-tuning runs of the default and the winner on the same splits, if the
-    budget left holds two splits of both (a training image costs about 3 forward passes)."""
+    """Short fine-tuning runs on the same splits: the default, the winner (when it is not the
+    default) and the winner without MixUp/CutMix (mixing acts on fine-tuning batches, so
+    the probe cannot screen it), if the budget left holds two splits of each. A training
+    image costs about 3 forward passes."""
     if config.confirm_steps == 0:
-        return None
-    if winner.name == DEFAULT:
-        notes.append("No confirmation: the default won the screening.")
         return None
     from transfer.comparison import compare
 
-    run_cost = config.confirm_steps * 32 * per_image * 3.5 + len(real) * per_image * 2 + 5
+    steps = config.confirm_steps
+    base = config.finetune_config(steps=steps, preset="light")
+    tuned = config.finetune_config(steps=steps, preset=None, pipeline=winner.pipeline)
+    configs: dict[str, FinetuneConfig] = {DEFAULT: base}
+    if winner.name != DEFAULT:
+        configs[winner.name] = tuned
+    configs[winner.name + NO_MIXING] = replace(configs[winner.name], mixup=0.0, cutmix=0.0)
+    run_cost = steps * 32 * per_image * 3.5 + len(real) * per_image * 2 + 5
     left = deadline - time.perf_counter()
-    repeats = min(config.repeats, int(left // (2 * run_cost)))
+    repeats = min(config.repeats, int(left // (len(configs) * run_cost)))
     if repeats < 2:
         notes.append(
-            f"No confirming fine-tuning runs: two splits of two {config.confirm_steps}-step "
-            f"runs need about {4 * run_cost / 60:.1f} more minutes than the budget had left."
+            f"No confirming fine-tuning runs: two splits of {len(configs)} {steps}-step runs "
+            f"need about {2 * len(configs) * run_cost / 60:.1f} minutes; the budget had "
+            f"{max(0.0, left) / 60:.1f} left."
         )
         return None
-    base = config.finetune_config(steps=config.confirm_steps, preset="light")
-    tuned = config.finetune_config(
-        steps=config.confirm_steps, preset=None, pipeline=winner.pipeline
-    )
-    configs: dict[str, FinetuneConfig] = {DEFAULT: base, winner.name: tuned}
     result = compare(
         real, configs, out / "confirm", repeats=repeats, test_fraction=config.test_fraction,
         seed=config.seed, progress=False,
     )  # fmt: skip
-    diff = result.difference(winner.name, DEFAULT)
-    say(f"confirmation ({repeats} splits, {config.confirm_steps} steps): {diff.format_range()}")
-    return {"repeats": repeats, "steps": config.confirm_steps, "difference": diff.to_dict()}
+    found: dict[str, Any] = {"repeats": repeats, "steps": steps, "table": result.table()}
+    if winner.name != DEFAULT:
+        diff = result.difference(winner.name, DEFAULT)
+        found["difference"] = diff.to_dict()
+        say(f"confirmation, {winner.name} - default: {diff.format_range()} points")
+    no_mix = result.difference(winner.name + NO_MIXING, winner.name)
+    found["no_mixing"] = no_mix.to_dict()
+    say(f"confirmation, without - with MixUp/CutMix: {no_mix.format_range()} points")
+    return found
 
 
 def _write(out: Path, result: TuneResult, config: TuneConfig) -> None:
@@ -533,12 +553,14 @@ def _write(out: Path, result: TuneResult, config: TuneConfig) -> None:
             f"(recommended: --tta {result.tta}).",
         ]
     if result.confirmation:
-        d = result.confirmation["difference"]
+        c = result.confirmation
         md += [
             "",
-            f"Confirmation: {result.confirmation['repeats']} splits of "
-            f"{result.confirmation['steps']}-step fine-tuning, winner - default "
-            f"{d['mean'] * 100:+.1f} [{d['low'] * 100:+.1f}, {d['high'] * 100:+.1f}] points.",
+            f"## Confirmation: {c['repeats']} splits of {c['steps']}-step fine-tuning (lp-ft)",
+            "",
+            c["table"],
+            "",
+            f"MixUp/CutMix: {'kept' if result.mixing else 'off (it hurt here)'}.",
         ]
     md += [f"- {n}" for n in result.notes]
     atomic_write_text(out / "tune.md", "\n".join(md) + "\n")
