@@ -103,3 +103,24 @@ def test_confirmation_fine_tunes_the_default_the_winner_and_the_winner_without_m
     runs = sorted(p.name for p in (tmp_path / "confirm").iterdir() if p.is_dir())
     assert len([r for r in runs if r != "feature_cache"]) == 3 - (result.winner == DEFAULT)
     assert "## Confirmation" in (tmp_path / "tune.md").read_text()
+
+
+def test_screening_features_keep_left_and_right_apart(global_rng):
+    import torch
+
+    from transfer.backbones import create_backbone
+    from transfer.tuning import screening_features
+
+    bb = create_backbone("efficientnet_lite0", pretrained=False).eval()
+    halves = screening_features(bb, 64)
+    assert halves.num_features == 2 * bb.num_features
+    assert halves.fingerprint() != bb.fingerprint()  # another feature-cache directory
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        left_right = halves(x).view(2, bb.num_features, 2)
+        mirrored = halves(x.flip(-1)).view(2, bb.num_features, 2)
+        pooled = bb(x)
+    # the halves' mean is the globally pooled feature: nothing is lost
+    torch.testing.assert_close(left_right.mean(-1), pooled, rtol=1e-4, atol=1e-5)
+    # a mirror image swaps the halves (up to the padding at the border), so they see sides
+    assert not torch.allclose(mirrored, left_right, atol=1e-3)

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from augmentor.io import atomic_write_text
 from augmentor.ops.base import Node
@@ -46,7 +48,7 @@ from augmentor.ops.policies import RandAugment
 from augmentor.pipeline import Pipeline
 from augmentor.presets import PRESETS, preset
 from augmentor.seeding import global_seed
-from transfer.backbones import create_backbone
+from transfer.backbones import Backbone, create_backbone
 from transfer.config import FinetuneConfig, TuneConfig
 from transfer.errors import DataError
 from transfer.evaluate import Interval, mean_interval
@@ -224,6 +226,38 @@ def linear_probs(fit: LinearFit, x: torch.Tensor) -> torch.Tensor:
     return (xs @ w).softmax(1)
 
 
+class _Halves(nn.Module):
+    """The last feature map averaged over its left and right halves, side by side."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fmap = self.body.forward_features(x)  # type: ignore[operator]
+        return F.adaptive_avg_pool2d(fmap, (1, 2)).flatten(1)
+
+
+def screening_features(backbone: Backbone, input_size: int) -> Backbone:
+    """The screening probe's features: the backbone's last map pooled over the left and the
+    right half of the image (for timm models, which expose ``forward_features``).
+
+    Globally pooled ImageNet features are close to mirror-invariant (their training flipped
+    every other image), so a probe on them cannot see the one harm that matters most, a flip
+    that turns an image into another class: on mirrored Fashion-MNIST footwear it scored "no
+    augmentation" and the flipping default alike, while fine-tuning scored them 30 points
+    apart. Pooling each half keeps where things are; the halves' mean is the pooled feature
+    itself, so nothing is lost. Other backbones keep their pooled features."""
+    if not hasattr(backbone.body, "forward_features"):
+        return backbone
+    halves = _Halves(backbone.body).eval()
+    with torch.no_grad():
+        n = int(halves(torch.zeros(1, 3, input_size, input_size)).shape[1])
+    return Backbone(
+        backbone.name + "[halves]", halves, n, backbone.preprocessing, [], backbone.source
+    )
+
+
 def _run_key(data: LabelledImages, config: TuneConfig) -> str:
     h = hashlib.sha256()
     for label, key in zip(data.labels, data.content_keys()):
@@ -274,8 +308,8 @@ def tune(
     ft = config.finetune_config()
     with global_seed(config.seed):  # a random-init backbone: keep the caller's state
         backbone = create_backbone(ft.backbone, ft.weights, ft.pretrained)
-    backbone.eval()
     pre = PreprocessModule(ft.preprocessing(backbone))
+    backbone = screening_features(backbone.eval(), pre.input_size)
     cache = FeatureCache(out / "feature_cache")
     key = _run_key(real, config)
     done = _read_done(out / CANDIDATES_FILE, key)
