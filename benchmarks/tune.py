@@ -79,17 +79,15 @@ def one_draw(name: str, r: int, train: LabelledImages, test: LabelledImages, arg
     t_tune = time.perf_counter() - t0
     data = train.join(test)
     tr, te = np.arange(len(train)), np.arange(len(train), len(data))
-    base = FinetuneConfig(image_size=args.image_size, seed=r)
+    base = FinetuneConfig(image_size=args.image_size, seed=r, val_fraction=args.val_fraction)
     default = finetune(data, out / "default", base, train_index=tr, test_index=te,
                        progress=False, export=False, overwrite=True)  # fmt: skip
     calibrate = "folds" if name == "fmnist" and args.calibrate else "auto"
     cfg = FinetuneConfig(
         image_size=args.image_size, seed=r, preset=None, pipeline=tuned.pipeline,
-        calibration=calibrate,
+        calibration=calibrate, val_fraction=args.val_fraction,
     )  # fmt: skip
-    if tuned.pipeline is None:
-        cfg = FinetuneConfig(image_size=args.image_size, seed=r, preset=None, calibration=calibrate)
-    if tuned.winner == DEFAULT and calibrate == "auto":
+    if tuned.winner == DEFAULT and not args.calibrate:
         run = default  # the very same recipe and seed: the same run (fine-tuning is seeded)
     else:
         run = finetune(data, out / "tuned", cfg, train_index=tr, test_index=te,
@@ -129,6 +127,14 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=2000)
     ap.add_argument("--datasets", default="fmnist,handed")
     ap.add_argument("--out", default="/tmp/tune-bench")
+    ap.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="the fine-tuning runs' validation split (None: finetune's default, none below 100 "
+        "images a class; then LP-FT keeps its probe when fine-tuning loses more than 5 points "
+        "of training accuracy)",
+    )
     ap.add_argument(
         "--calibrate",
         action="store_true",
