@@ -21,12 +21,13 @@ def evaluate(run: Path, data: Path, out: Path | None) -> int:
 
     The model answers as the exported one does (the run's test-time views and temperature).
     The report holds metrics.json (accuracy, balanced accuracy, macro-F1, expected calibration
-    error, per class, the most confused pairs, the top losses), per_class.csv, confusion.png,
-    top_losses.png, config.json and report.md. Exit code 3: some images were unreadable
+    error before and after the temperature, per class, the most confused pairs, the top
+    losses), per_class.csv, confusion.png, reliability.png, top_losses.png, config.json and
+    report.md. Exit code 3: some images were unreadable
     (listed).
     """
     from cli.errors import fail, list_skipped
-    from transfer.calibration import read_calibration, served_probs
+    from transfer.calibration import calibration_report, read_calibration, served_view_probs
     from transfer.evaluate import classification_metrics, write_report
     from transfer.export import load_run
     from transfer.images import load_folder
@@ -41,11 +42,12 @@ def evaluate(run: Path, data: Path, out: Path | None) -> int:
         model, classes, pre, cfg = load_run(run)
         images = load_folder(data, classes=classes)
         calibration = read_calibration(run, cfg)
-        probs = served_probs(model, PreprocessModule(pre), images, calibration)
-        metrics = classification_metrics(images.labels, probs, classes, images.sources)
+        raw = served_view_probs(model, PreprocessModule(pre), images, calibration.tta)
     except ValueError as e:
         fail(str(e))
     dst = out or run / f"eval-{data.resolve().name}"
+    probs, calib = calibration_report(dst, calibration, raw, images.labels, str(data))
+    metrics = classification_metrics(images.labels, probs, classes, images.sources)
     write_report(
         dst,
         metrics,
@@ -55,7 +57,7 @@ def evaluate(run: Path, data: Path, out: Path | None) -> int:
         extra={
             "split": str(data),
             "skipped": [list(s) for s in images.skipped],
-            "calibration": calibration.to_dict(),
+            "calibration": calib,
         },
         images=images,
     )

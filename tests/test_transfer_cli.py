@@ -63,6 +63,13 @@ def test_evaluate_writes_a_report(run_dir, fmnist_folder, tmp_path):
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert metrics["n"] == 18 and len(metrics["per_class"]) == 3
     assert (tmp_path / "rep" / "confusion.png").stat().st_size > 1000
+    # evaluate answers as the exported model does: the run's fitted temperature, reported
+    saved = json.loads((run_dir / "calibration.json").read_text())
+    assert saved["fitted_on"] == "validation"
+    calib = metrics["calibration"]
+    assert calib["temperature"] == saved["temperature"] and "ece_after" in calib
+    assert (tmp_path / "rep" / "reliability.png").stat().st_size > 1000
+    assert "temperature" in (tmp_path / "rep" / "report.md").read_text()
 
 
 @pytest.mark.slow

@@ -242,7 +242,43 @@ def read_calibration(run: Path, config: dict[str, Any]) -> Calibration:
     tta = check_choice(where, "tta", d.get("tta"), TTA_MODES, error=RunError)
     lo, hi = TEMPERATURE_RANGE
     t = check_number(where, "temperature", d.get("temperature"), lo, hi, error=RunError)
-    return Calibration(tta=tta, temperature=float(t), fitted_on=str(d.get("fitted_on", "none")))
+    n = check_number(where, "n", d.get("n", 0), 0, integer=True, error=RunError)
+    nll = [
+        check_number(where, k, d.get(k), 0, allow_none=True, error=RunError)
+        for k in ("nll_before", "nll_after")
+    ]
+    return Calibration(
+        tta=tta,
+        temperature=float(t),
+        fitted_on=str(d.get("fitted_on", "none")),
+        n=int(n),
+        nll_before=nll[0],
+        nll_after=nll[1],
+        note=str(d.get("note", "")),
+    )
+
+
+def calibration_report(
+    out: Path, calibration: Calibration, raw: np.ndarray, labels: np.ndarray, split: str
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The served probabilities (``raw`` after the temperature), the report's calibration
+    entry (ECE before and after on these images) and ``out/reliability.png``."""
+    after = apply_temperature(raw, calibration.temperature)
+    entry = {
+        **calibration.to_dict(),
+        "ece_before": expected_calibration_error(raw, labels),
+        "ece_after": expected_calibration_error(after, labels),
+        "scored_on": split,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    t = calibration.temperature
+    curves = (
+        {"before": (raw, labels), f"T = {t:.2f}": (after, labels)}
+        if t != 1.0
+        else {"served": (raw, labels)}
+    )
+    plot_reliability(out / "reliability.png", curves, title=f"reliability on the {split} images")
+    return after, entry
 
 
 def served_view_probs(
@@ -266,17 +302,6 @@ def served_view_probs(
     if not out:
         return np.zeros((0, 0), np.float32)
     return torch.cat(out).numpy()
-
-
-def served_probs(
-    classifier: nn.Module,
-    preprocess: PreprocessModule,
-    data: Any,
-    calibration: Calibration,
-) -> np.ndarray:
-    """What the served model answers on ``data``: TTA-averaged, then the temperature."""
-    p = served_view_probs(classifier, preprocess, data, calibration.tta)
-    return apply_temperature(p, calibration.temperature) if calibration.temperature != 1 else p
 
 
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:

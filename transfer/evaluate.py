@@ -404,10 +404,12 @@ def calibration_lines(calib: dict[str, Any] | None, out: Path) -> list[str]:
     ]
     if calib.get("fitted_on", "none") != "none":
         lines[-1] += (
-            f", temperature {calib['temperature']:.3f} fitted on {calib['n']} "
-            f"{calib['fitted_on']} predictions (NLL there {calib['nll_before']:.4f} -> "
-            f"{calib['nll_after']:.4f})."
+            f", temperature {calib['temperature']:.3f} fitted on {calib.get('n') or 'the'} "
+            f"{calib['fitted_on']} predictions"
         )
+        if calib.get("nll_before") is not None and calib.get("nll_after") is not None:
+            lines[-1] += f" (NLL there {calib['nll_before']:.4f} -> {calib['nll_after']:.4f})"
+        lines[-1] += "."
     else:
         lines[-1] += f"; {calib.get('note') or 'temperature 1 (not calibrated)'}."
     if "ece_before" in calib:

@@ -526,7 +526,7 @@ def report_run(
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None, np.ndarray | None]:
     """Score the validation and test parts as the served model answers (TTA, temperature)
     and write ``out/report``, with the calibration before and after; returns both scores."""
-    from transfer.calibration import expected_calibration_error, plot_reliability
+    from transfer.calibration import calibration_report
     from transfer.evaluate import classification_metrics, write_report
 
     raw: dict[str, np.ndarray] = {}
@@ -548,26 +548,8 @@ def report_run(
         report_metrics = score(parts.train, "train")
         split, scored, key = "training (optimistic)", parts.train, "train"
     assert report_metrics is not None and scored is not None
-    before = raw[key]
-    after = apply_temperature(before, calibration.temperature)
-    calib = {
-        **calibration.to_dict(),
-        "ece_before": expected_calibration_error(before, scored.labels),
-        "ece_after": expected_calibration_error(after, scored.labels),
-        "nll_before_on_report_split": nll(before, scored.labels),
-        "scored_on": split,
-    }
-    (out / "report").mkdir(parents=True, exist_ok=True)
-    plot_reliability(
-        out / "report" / "reliability.png",
-        {
-            "before": (before, scored.labels),
-            f"T = {calibration.temperature:.2f}": (after, scored.labels),
-        }
-        if calibration.temperature != 1.0
-        else {"served": (before, scored.labels)},
-        title=f"reliability on the {split} images",
-    )
+    _, calib = calibration_report(out / "report", calibration, raw[key], scored.labels, split)
+    calib["nll_before_on_report_split"] = nll(raw[key], scored.labels)
     write_report(
         out / "report",
         report_metrics,
