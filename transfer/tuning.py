@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -150,7 +150,7 @@ class TuneResult:
     paired_to_none: dict[str, Interval]
     distinguishable: bool
     tta: str
-    tta_gain: Interval | None
+    tta_gain: Interval
     confirmation: dict[str, Any] | None
     seconds: float
     notes: list[str] = field(default_factory=list)
@@ -186,7 +186,7 @@ class TuneResult:
             "pipeline": self.pipeline,
             "distinguishable": self.distinguishable,
             "tta": self.tta,
-            "tta_gain": self.tta_gain.to_dict() if self.tta_gain else None,
+            "tta_gain": self.tta_gain.to_dict(),
             "candidates": [c.__dict__ for c in self.candidates],
             "paired_to_default": {k: v.to_dict() for k, v in self.paired_to_default.items()},
             "paired_to_none": {k: v.to_dict() for k, v in self.paired_to_none.items()},
@@ -339,20 +339,28 @@ def tune(
     labels = torch.from_numpy(real.labels)
     k = len(real.classes)
 
-    def score(pipe: Pipeline | None) -> list[float]:
-        views = [clean]
-        if pipe is not None:
-            pipe = Pipeline(pipe.ops, seed=config.seed)
-            aug = cache.features(backbone, pre, real, config.views, pipe)
-            views = list(aug)
-        accs = []
+    def views_of(pipeline: dict[str, Any] | None) -> list[torch.Tensor]:
+        """The training features of a candidate: the clean image, and with a pipeline its
+        ``config.views`` feature views (view 0 clean), augmented with the search's seed."""
+        if pipeline is None:
+            return [clean]
+        pipe = Pipeline(Pipeline.from_config(pipeline).ops, seed=config.seed)
+        return list(cache.features(backbone, pre, real, config.views, pipe))
+
+    def split_probes(views: list[torch.Tensor]) -> Iterator[tuple[LinearFit, np.ndarray]]:
+        """Per split, the probe fitted on the training images' views, and the held-out part."""
         for tr, te in splits:
             x = torch.cat([v[tr] for v in views])
-            y = labels[tr].repeat(len(views))
-            fit = fit_linear(x, y, k)
-            pred = linear_probs(fit, clean[te]).argmax(1)
-            accs.append(float((pred == labels[te]).float().mean()))
-        return accs
+            yield fit_linear(x, labels[tr].repeat(len(views)), k), te
+
+    def accuracy(probs: torch.Tensor, te: np.ndarray) -> float:
+        return float((probs.argmax(1) == labels[te]).float().mean())
+
+    def score(pipeline: dict[str, Any] | None) -> list[float]:
+        return [
+            accuracy(linear_probs(fit, clean[te]), te)
+            for fit, te in split_probes(views_of(pipeline))
+        ]
 
     scored: dict[str, Scored] = {}
 
@@ -363,7 +371,7 @@ def tune(
             scored[name] = done[name]
             return
         cfg = pipe.get_config() if pipe is not None else None
-        scored[name] = Scored(name, cfg, score(pipe), stage)
+        scored[name] = Scored(name, cfg, score(cfg), stage)
         row = {"key": key, **scored[name].__dict__}
         with open(out / CANDIDATES_FILE, "a") as f:  # one line per finished candidate
             f.write(json.dumps(row) + "\n")
@@ -411,10 +419,14 @@ def tune(
 
     # flip test-time augmentation on the winner: the probe's softmax averaged over the image
     # and its mirror, against the image alone, on the same splits
-    tta_gain = _tta_gain(scored[winner], clean, mirrored, labels, splits, k, cache, backbone,
-                         pre, real, config, ratio)  # fmt: skip
+    gains = [
+        accuracy((linear_probs(fit, clean[te]) + linear_probs(fit, mirrored[te])) / 2, te)
+        - accuracy(linear_probs(fit, clean[te]), te)
+        for fit, te in split_probes(views_of(scored[winner].pipeline))
+    ]
+    tta_gain = mean_interval(gains, ratio, bounds=(-1.0, 1.0))
     flips_hurt = _flips_hurt(to_default, scored)
-    tta = "flip" if tta_gain is not None and tta_gain.mean > 0 and not flips_hurt else "none"
+    tta = "flip" if tta_gain.mean > 0 and not flips_hurt else "none"
 
     confirmation = _confirm(real, out, config, scored[winner], deadline, per_image, notes, say)
     if confirmation is not None and confirmation.get("difference", {}).get("high", 0) < 0:
@@ -481,36 +493,6 @@ def _flips_hurt(to_default: dict[str, Interval], scored: dict[str, Scored]) -> b
     """Did removing the default's horizontal flip help beyond noise?"""
     name = recipe_name(replace(BASE, hflip=0.0))
     return name in to_default and to_default[name].low > 0
-
-
-def _tta_gain(
-    winner: Scored,
-    clean: torch.Tensor,
-    mirrored: torch.Tensor,
-    labels: torch.Tensor,
-    splits: list[tuple[np.ndarray, np.ndarray]],
-    k: int,
-    cache: FeatureCache,
-    backbone: Any,
-    pre: PreprocessModule,
-    real: LabelledImages,
-    config: TuneConfig,
-    ratio: float,
-) -> Interval | None:
-    views = [clean]
-    if winner.pipeline is not None:
-        pipe = Pipeline.from_config(winner.pipeline)
-        views = list(cache.features(backbone, pre, real, config.views, pipe))
-    gains = []
-    for tr, te in splits:
-        fit = fit_linear(torch.cat([v[tr] for v in views]), labels[tr].repeat(len(views)), k)
-        plain = linear_probs(fit, clean[te])
-        both = (plain + linear_probs(fit, mirrored[te])) / 2
-        y = labels[te]
-        gains.append(
-            float((both.argmax(1) == y).float().mean() - (plain.argmax(1) == y).float().mean())
-        )
-    return mean_interval(gains, ratio, bounds=(-1.0, 1.0))
 
 
 NO_MIXING = " without MixUp/CutMix"
@@ -580,12 +562,11 @@ def _write(out: Path, result: TuneResult, config: TuneConfig) -> None:
         f"{config.backbone} features with {config.views} views per training image; 95% CIs "
         "with the Nadeau-Bengio correction."
     )
-    if result.tta_gain is not None:
-        md += [
-            "",
-            f"Flip test-time augmentation on the winner: {result.tta_gain.format_range()} points "
-            f"(recommended: --tta {result.tta}).",
-        ]
+    md += [
+        "",
+        f"Flip test-time augmentation on the winner: {result.tta_gain.format_range()} points "
+        f"(recommended: --tta {result.tta}).",
+    ]
     if result.confirmation:
         c = result.confirmation
         md += [
