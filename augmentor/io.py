@@ -218,6 +218,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_json(path: str | Path, error: type[Exception] = ValueError) -> Any:
+    """The JSON value in ``path``; a file that is not valid JSON (or not UTF-8) is one
+    ``error`` line naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{str(path)!r} is not valid JSON: {e}") from None
+
+
 def save_figure(path: str | Path, fig: Any) -> None:
     """Write a matplotlib figure as PNG atomically, and close it."""
     import io

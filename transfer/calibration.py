@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from augmentor._validation import check_choice, check_number
-from augmentor.io import atomic_write_text, save_figure
+from augmentor.io import atomic_write_text, read_json, save_figure
 from transfer.config import TTA_MODES
 from transfer.errors import RunError
 from transfer.preprocess import PreprocessModule
@@ -67,8 +67,8 @@ class Served(nn.Module):
         >>> head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
         >>> served = Served(head, 8, "flip+scale", temperature=2.0)
         >>> x = torch.randn(5, 3, 8, 8)
-        >>> served.view_logits(x).shape, served(x).sum(1).allclose(torch.ones(5))
-        (torch.Size([4, 5, 4]), True)
+        >>> len(served.views(x)), served(x).shape, served(x).sum(1).allclose(torch.ones(5))
+        (4, torch.Size([5, 4]), True)
         >>> bool((served(x).argmax(1) == Served(head, 8, "flip+scale")(x).argmax(1)).all())
         True
     """
@@ -100,27 +100,23 @@ class Served(nn.Module):
             out += [zoom, zoom.flip(-1)]
         return out
 
-    def view_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """``(V, N, K)`` logits of each view."""
-        return torch.stack([self.classifier(v) for v in self.views(x)])
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probs = torch.stack([self.classifier(v).float().softmax(-1) for v in self.views(x)])
         p = probs.mean(0)
         if self.temperature != 1.0:
-            p = (p.clamp_min(1e-12).log() / self.temperature).softmax(-1)
+            p = temper(p, self.temperature)
         return p
 
 
-def averaged_log_probs(view_logits: torch.Tensor) -> torch.Tensor:
-    """``log(mean_v softmax(z_v))`` of ``(V, N, K)`` logits: what the temperature divides."""
-    return view_logits.float().softmax(-1).mean(0).clamp_min(1e-12).log()
+def temper(probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``softmax(log(probs) / T)``: the temperature step of :class:`Served` (TorchScript
+    compiles it with the module)."""
+    return (probs.clamp_min(1e-12).log() / temperature).softmax(-1)
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(log(probs) / T)`` (what :class:`Served` does after averaging)."""
-    logp = torch.as_tensor(probs, dtype=torch.float32).clamp_min(1e-12).log()
-    return (logp / temperature).softmax(-1).numpy()
+    """:func:`temper` on numpy probabilities (what :class:`Served` does after averaging)."""
+    return temper(torch.as_tensor(probs, dtype=torch.float32), temperature).numpy()
 
 
 def fit_temperature(log_probs: torch.Tensor | np.ndarray, labels: np.ndarray) -> float:
@@ -233,10 +229,7 @@ def read_calibration(run: Path, config: dict[str, Any]) -> Calibration:
         tta = config.get("tta", "none")
         check_choice(repr(str(run / "config.json")), "tta", tta, TTA_MODES, error=RunError)
         return Calibration(tta=tta)
-    try:
-        d = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{where} is not valid JSON: {e}") from None
+    d = read_json(path, RunError)
     if not isinstance(d, dict):
         raise RunError(f"{where} must be an object with tta and temperature")
     tta = check_choice(where, "tta", d.get("tta"), TTA_MODES, error=RunError)
@@ -290,18 +283,10 @@ def served_view_probs(
 ) -> np.ndarray:
     """The TTA-averaged probabilities (temperature 1) of ``classifier`` on ``data``
     (:class:`~transfer.images.LabelledImages`), on the classifier's device, in eval mode."""
-    from transfer.data import EvalImages
+    from transfer.data import predict_outputs
 
-    device = next(classifier.parameters()).device
-    served = Served(classifier.eval(), preprocess.input_size, tta)
-    loader = torch.utils.data.DataLoader(EvalImages(data, preprocess), batch_size=batch_size)
-    out = []
-    with torch.inference_mode():
-        for x, _ in loader:
-            out.append(served(x.to(device)).cpu())
-    if not out:
-        return np.zeros((0, 0), np.float32)
-    return torch.cat(out).numpy()
+    served = Served(classifier, preprocess.input_size, tta)
+    return predict_outputs(served, preprocess, data, batch_size)
 
 
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:

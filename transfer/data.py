@@ -211,6 +211,20 @@ class EvalImages(Dataset):
         return x, int(self.data.labels[i])
 
 
+def predict_outputs(
+    model: torch.nn.Module, preprocess: PreprocessModule, data: LabelledImages, batch_size: int = 64
+) -> np.ndarray:
+    """``model``'s float32 outputs on ``data`` in order (eval mode, on the model's device)."""
+    device = next(model.parameters()).device
+    model.eval()
+    loader = DataLoader(EvalImages(data, preprocess), batch_size=batch_size)
+    out = []
+    with torch.inference_mode():
+        for x, _ in loader:
+            out.append(model(x.to(device)).float().cpu())
+    return torch.cat(out).numpy()
+
+
 class FinetuneData(L.LightningDataModule):
     """Builds the loaders once the trainer knows this process's rank, so the (epoch, index)
     sampler can take its share itself (Lightning's DistributedSampler is turned off; Lightning

@@ -23,7 +23,7 @@ import torch
 
 from augmentor.io import atomic_write_text, save_figure
 from augmentor.trainer import read_metric_rows, versions
-from transfer.data import EvalImages
+from transfer.data import predict_outputs
 from transfer.images import LabelledImages
 from transfer.preprocess import PreprocessModule
 
@@ -196,8 +196,7 @@ def classification_metrics(
     recall = multiclass_recall(pred, y, k, average="none")
     precision = multiclass_precision(pred, y, k, average="none")
     f1 = multiclass_f1_score(pred, y, k, average="none")
-    nll = float(-torch.log(p[torch.arange(len(y)), y].clamp_min(1e-12)).mean())
-    from transfer.calibration import expected_calibration_error
+    from transfer.calibration import expected_calibration_error, nll
 
     ece = expected_calibration_error(p.numpy(), y.numpy()) if len(y) else 0.0
     support = torch.bincount(y, minlength=k)
@@ -207,7 +206,7 @@ def classification_metrics(
         # macro over the classes present in the target, so a missing class does not count as 0
         "balanced_accuracy": float(recall[present].mean()),
         "macro_f1": float(f1[present].mean()),
-        "nll": nll,
+        "nll": nll(p.numpy(), y.numpy()),
         "ece": ece,
         "per_class": [
             {
@@ -276,14 +275,8 @@ def predict_probs(
     model: torch.nn.Module, preprocess: PreprocessModule, data: LabelledImages, batch_size: int = 64
 ) -> np.ndarray:
     """Softmax probabilities of ``model`` on ``data`` (model in eval mode, on its device)."""
-    device = next(model.parameters()).device
-    model.eval()
-    loader = torch.utils.data.DataLoader(EvalImages(data, preprocess), batch_size=batch_size)
-    out = []
-    with torch.inference_mode():
-        for x, _ in loader:
-            out.append(model(x.to(device)).float().softmax(1).cpu())
-    return torch.cat(out).numpy()
+    logits = predict_outputs(model, preprocess, data, batch_size)
+    return torch.from_numpy(logits).softmax(1).numpy()
 
 
 def evaluate_model(

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from augmentor._validation import check_class_names, check_number
-from augmentor.io import atomic_write_bytes, atomic_write_text
+from augmentor.io import atomic_write_bytes, atomic_write_text, read_json
 from augmentor.seeding import global_seed
 from transfer.backbones import create_backbone
 from transfer.calibration import Served
@@ -143,10 +143,7 @@ def _read_json(run: Path, name: str) -> Any:
     path = run / name
     if not path.is_file():
         raise RunError(f"{str(run)!r} is not a complete run directory: {name} is missing")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{str(path)!r} is not valid JSON: {e}") from None
+    return read_json(path, RunError)
 
 
 def load_run(run: str | Path) -> tuple[nn.Module, list[str], Preprocessing, dict[str, Any]]:

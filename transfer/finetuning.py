@@ -61,7 +61,7 @@ from transfer.features import FeatureCache
 from transfer.images import LabelledImages, load_folder
 from transfer.module import ClassifierModule, GradualUnfreezing, class_weights, sample_weights
 from transfer.preprocess import Preprocessing, PreprocessModule
-from transfer.probe import evaluate_cached, load_probe_head, train_probe
+from transfer.probe import cached_probs, evaluate_cached, load_probe_head, train_probe
 from transfer.splits import check_classes, stratified_folds, stratified_split
 from transfer.stages import device_name, fit_stage, last_logged, stage_trainer
 
@@ -580,9 +580,7 @@ def held_out_probs(
 ) -> np.ndarray:
     """The served probabilities before the temperature (TTA-averaged) of ``part``."""
     if config.strategy == "linear" and tta == "none":  # frozen backbone: cached features
-        feats = cache.features(model.backbone, preprocess, part, 1, device=device_name())[0]
-        with torch.inference_mode():
-            return model.head.eval()(feats).float().softmax(1).numpy()
+        return cached_probs(cache, model, preprocess, part)
     return served_view_probs(model.to(device_name()), preprocess, part, tta)
 
 

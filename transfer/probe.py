@@ -26,7 +26,7 @@ from transfer.stages import device_name, fit_stage, stage_trainer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate_cached", "load_probe_head", "save_probe_head", "train_probe"]
+__all__ = ["cached_probs", "evaluate_cached", "load_probe_head", "save_probe_head", "train_probe"]
 
 
 def train_probe(
@@ -135,12 +135,19 @@ def load_probe_head(out: Path, model: Classifier) -> bool:
     return True
 
 
+def cached_probs(
+    cache: FeatureCache, model: Classifier, preprocess: PreprocessModule, data: LabelledImages
+) -> np.ndarray:
+    """The head's softmax on the cached features of ``data`` (frozen backbone)."""
+    feats = cache.features(model.backbone, preprocess, data, 1, device=device_name())[0]
+    with torch.inference_mode():
+        return model.head.eval()(feats).float().softmax(1).numpy()
+
+
 def evaluate_cached(
     cache: FeatureCache, model: Classifier, preprocess: PreprocessModule, data: LabelledImages
 ) -> dict[str, Any]:
     from transfer.evaluate import classification_metrics
 
-    feats = cache.features(model.backbone, preprocess, data, 1, device=device_name())[0]
-    with torch.inference_mode():
-        probs = model.head.eval()(feats).softmax(1).numpy()
+    probs = cached_probs(cache, model, preprocess, data)
     return classification_metrics(data.labels, probs, data.classes, data.sources)

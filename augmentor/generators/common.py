@@ -185,10 +185,9 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
         raise GeneratorError(f"generator directory {str(directory)!r} does not exist")
     if not path.is_file():
         raise GeneratorError(f"{str(directory)!r} is not a saved generator: {META_FILE} is missing")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GeneratorError(f"{str(path)!r} is not valid JSON: {e}") from None
+    from augmentor.io import read_json
+
+    meta = read_json(path, GeneratorError)
     if not isinstance(meta, dict):
         raise GeneratorError(f"{str(path)!r} must hold a JSON object, got {type(meta).__name__}")
     if meta.get("format_version") != META_VERSION:
