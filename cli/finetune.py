@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from cli.options import CropPct, devices_option, given, preset_choice, refuse_inside
+from cli.options import (
+    apply,
+    devices_option,
+    given,
+    network_options,
+    preset_choice,
+    refuse_inside,
+)
 from transfer.config import (
     AUTO_EPOCHS,
     AUTO_MIN_STEPS,
@@ -27,35 +34,9 @@ D = FinetuneConfig.default  # every default below is the library's own
 def finetune_options(f: Any) -> Any:
     """The recipe options shared by ``finetune`` and ``compare``."""
     options = [
-        click.option(
-            "--backbone",
-            default=D("backbone"),
-            show_default=True,
-            help="A registered name, timm/<model> or torchvision/<model>.",
-        ),
-        click.option(
-            "--weights",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="A local state_dict file (safetensors or torch.save) for the backbone.",
-        ),
-        click.option("--no-pretrained", is_flag=True, help="Random init instead of pretrained."),
+        *network_options(D),
         click.option(
             "--strategy", type=click.Choice(STRATEGIES), default=D("strategy"), show_default=True
-        ),
-        click.option(
-            "--image-size",
-            type=click.IntRange(min=8),
-            default=None,
-            help="Network input size [default: the backbone's].",
-        ),
-        click.option(
-            "--crop-pct",
-            type=CropPct(),
-            default=D("crop_pct"),
-            help="Share of the short side the centre crop keeps (timm's crop_pct; 1.0 keeps "
-            "it all), or 'backbone' for the backbone's own crop (the Lite family's ImageNet "
-            f"0.875) [default: {D('crop_pct')}].",
         ),
         click.option(
             "--epochs",
@@ -206,9 +187,7 @@ def finetune_options(f: Any) -> Any:
             help="Classic augmentation of training images.",
         ),
     ]
-    for option in options:
-        f = option(f)  # type: ignore[operator]
-    return f
+    return apply(options)(f)
 
 
 def _check_tta(ctx: click.Context, param: click.Parameter, value: str) -> str:

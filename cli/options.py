@@ -162,3 +162,50 @@ def resolve_pipeline(
             pipe.seed = seed
         return pipe
     return make_preset(preset or default_preset, seed=seed or 0)
+
+
+def network_options(default: Callable[[str], Any]) -> list[Any]:
+    """``--backbone``, ``--weights``, ``--no-pretrained``, ``--image-size`` and ``--crop-pct``:
+    the network and its input, for ``finetune``, ``compare`` and ``tune`` (``default`` reads
+    the library config's own defaults)."""
+    return [
+        click.option(
+            "--backbone",
+            default=default("backbone"),
+            show_default=True,
+            help="A registered name, timm/<model> or torchvision/<model>.",
+        ),
+        click.option(
+            "--weights",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="A local state_dict file (safetensors or torch.save) for the backbone.",
+        ),
+        click.option("--no-pretrained", is_flag=True, help="Random init instead of pretrained."),
+        click.option(
+            "--image-size",
+            type=click.IntRange(min=8),
+            default=None,
+            help="Network input size [default: the backbone's].",
+        ),
+        click.option(
+            "--crop-pct",
+            type=CropPct(),
+            default=default("crop_pct"),
+            help="Share of the short side the centre crop keeps (timm's crop_pct; 1.0 keeps "
+            "it all), or 'backbone' for the backbone's own crop (the Lite family's ImageNet "
+            f"0.875) [default: {default('crop_pct')}].",
+        ),
+    ]
+
+
+def apply(options: Sequence[Any]) -> Callable[[Any], Any]:
+    """A decorator that adds ``options`` to a command, listed in ``--help`` in their order
+    (as if each were stacked above the function, the first on top)."""
+
+    def deco(f: Any) -> Any:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return deco

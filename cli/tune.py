@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import CropPct, refuse_inside
+from cli.options import apply, network_options, refuse_inside
 from transfer.config import TUNE_MIN_MINUTES, TuneConfig
 
 D = TuneConfig.default  # every default below is the library's own
@@ -36,26 +36,7 @@ D = TuneConfig.default  # every default below is the library's own
     show_default=True,
     help="Feature views per training image in the screening probe (clean + augmented).",
 )
-@click.option("--backbone", default=D("backbone"), show_default=True)
-@click.option(
-    "--weights",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="A local state_dict file (safetensors or torch.save) for the backbone.",
-)
-@click.option("--no-pretrained", is_flag=True, help="Random init instead of pretrained.")
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=8),
-    default=None,
-    help="Network input size: the one you will fine-tune at [default: the backbone's].",
-)
-@click.option(
-    "--crop-pct",
-    type=CropPct(),
-    default=D("crop_pct"),
-    help=f"As finetune's --crop-pct [default: {D('crop_pct')}].",
-)
+@apply(network_options(D))
 @click.option(
     "--confirm-steps",
     type=click.IntRange(min=0),
@@ -74,7 +55,7 @@ def tune(data: Path, out: Path, weights: Path | None, no_pretrained: bool, **kw:
     fine-tuning runs when the budget allows. Writes tune.md (every candidate with its paired
     difference to "none" and to the default, 95% CIs), tune.json and pipeline.yaml for
     `augment finetune --pipeline`. Rerunning with the same DATA and options reuses the
-    finished candidates.
+    finished candidates. Tune with the --backbone and --image-size you will fine-tune with.
     """
     from cli.errors import fail, list_skipped
     from transfer.images import load_folder

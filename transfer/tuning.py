@@ -391,8 +391,7 @@ def tune(
         if name not in done and pipe is not None:
             per_candidate = max(per_candidate * 0.5, time.perf_counter() - t)
         bar(name, deadline - time.perf_counter())
-    # round 2: each family's best level together, and the best preset without flips when
-    # removing flips helped
+    # round 2: each family's best level together
     combined = _combine(scored)
     if combined is not None and deadline - time.perf_counter() > per_candidate:
         run(recipe_name(combined), Pipeline(combined.ops()), "combination")
@@ -425,7 +424,7 @@ def tune(
         for fit, te in split_probes(views_of(scored[winner].pipeline))
     ]
     tta_gain = mean_interval(gains, ratio, bounds=(-1.0, 1.0))
-    flips_hurt = _flips_hurt(to_default, scored)
+    flips_hurt = _flips_hurt(to_default)
     tta = "flip" if tta_gain.mean > 0 and not flips_hurt else "none"
 
     confirmation = _confirm(real, out, config, scored[winner], deadline, per_image, notes, say)
@@ -489,7 +488,7 @@ def _combine(scored: dict[str, Scored]) -> Recipe | None:
     return combined if changed >= 2 else None  # one change is a candidate already scored
 
 
-def _flips_hurt(to_default: dict[str, Interval], scored: dict[str, Scored]) -> bool:
+def _flips_hurt(to_default: dict[str, Interval]) -> bool:
     """Did removing the default's horizontal flip help beyond noise?"""
     name = recipe_name(replace(BASE, hflip=0.0))
     return name in to_default and to_default[name].low > 0
