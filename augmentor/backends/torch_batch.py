@@ -6,10 +6,11 @@ whose plans have the same step signature run together, step by step:
 - a fused warp is one ``grid_sample`` over the group, one homography per image;
 - a fused colour map is one batched matrix product, a LUT run one gather;
 - the final normalisation is one fused multiply-add;
-- a pixel op with an ``apply_torch`` kernel runs on the device (Gaussian blur, random erasing,
-  equalize, autocontrast, sharpness, motion blur); the others (the noises, JPEG, hue) run
-  their numpy kernel per image on the CPU and are copied back: correct, not fast
-  (``tests/test_batch.py`` lists them, so a new kernel is noticed).
+- every pixel op has an ``apply_torch`` kernel that runs on the images' device and writes the
+  per-image pixels (within one level); on a CPU batch the ops whose numpy kernel is faster
+  there (``numpy_on_cpu``: the Gaussian and speckle noises and hue, measured 10-13x) run it
+  per image instead, with the same result (``tests/test_batch.py`` checks both, and that no
+  op lacks a kernel).
 
 With a fixed pipeline most images share a signature, so most of the work is batched; a random
 policy (RandAugment, ...) splits the batch into smaller groups but stays correct.
@@ -230,7 +231,7 @@ def run_group(plans: list[list], x: torch.Tensor) -> torch.Tensor:
         else:
             cls = OPS.get(first.record["op"])
             params = [s.record["params"] for s in column]
-            if cls.apply_torch is not None:
+            if cls.apply_torch is not None and not (x.device.type == "cpu" and cls.numpy_on_cpu):
                 x = cls.apply_torch(x, params)
             else:
                 x = per_image_numpy(cls.apply_np, x, params)

@@ -258,6 +258,9 @@ class Op(Node):
     # images' device, for the ops that matter for throughput; None (the default) lets the
     # batched executor run :meth:`apply_np` per image.
     apply_torch: ClassVar[Any] = None
+    # True where the per-image numpy kernel beats ``apply_torch`` on CPU tensors (both write the
+    # same pixels): the batched executor then uses it for a CPU batch
+    numpy_on_cpu: ClassVar[bool] = False
 
 
 def finish_like(out: np.ndarray, like: np.ndarray) -> np.ndarray:
