@@ -1,8 +1,9 @@
 """Exit codes and the one-line error of every command (commands import this, not the group).
 
-Exit codes: 0 success; 1 a failure at run time (for example a diverged training run); 2 bad
-usage or input (nothing was written); 3 finished, but some inputs were unreadable (listed);
-130 interrupted (finished work is kept: rerun to resume).
+Exit codes: 0 success; 1 a failure at run time (a diverged training run, a full disk, a file
+that vanished while the command ran); 2 bad usage or input (nothing was written); 3 finished,
+but some inputs were unreadable (listed); 130 interrupted (finished work is kept: rerun to
+resume).
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import importlib
 import logging
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -72,6 +74,22 @@ def cli(verbose: int) -> None:
 RUNTIME_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}
 
 
+def os_error_exit(e: OSError, argv: list[str]) -> int:
+    """The exit code of an OSError that reached the command line: 1 (run time) for a full or
+    failing disk, and for a file missing from a folder that exists when it is not a path the
+    user gave (it vanished while the command ran: an input deleted, a cache cleared); 2 for
+    every other cause (a path given that does not exist or sits under a missing folder, a
+    folder that cannot be written)."""
+    if e.errno in RUNTIME_ERRNOS:
+        return EXIT_FAILED
+    if e.errno == errno.ENOENT and e.filename is not None:
+        missing = Path(os.fsdecode(e.filename)).absolute()
+        given = {Path(a).absolute() for a in argv if not a.startswith("-")}
+        if missing not in given and missing.parent.is_dir():
+            return EXIT_FAILED
+    return EXIT_USAGE
+
+
 def os_error_line(e: OSError) -> str:
     """``'/a/b': Not a directory`` from an OSError: the path (both, for a rename) and the cause."""
     cause = e.strerror or type(e).__name__
@@ -105,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         # writer in this package writes to a temporary and renames.
         if logging.getLogger().getEffectiveLevel() < logging.INFO:
             raise
-        fail(os_error_line(e), EXIT_FAILED if e.errno in RUNTIME_ERRNOS else EXIT_USAGE)
+        fail(os_error_line(e), os_error_exit(e, sys.argv[1:] if argv is None else argv))
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -217,6 +217,27 @@ def test_generate_from_a_generator_refuses_pipelines_and_compare_foreign_classes
     assert not (tmp_path / "c").exists()
 
 
+def test_a_file_missing_at_run_time_exits_1_a_bad_path_2(tmp_path):
+    """Issue 20 #17: ENOENT is a bad path given (2) only when the user gave that path or a
+    folder on it is missing; a file gone from an existing folder is a run-time failure (1)."""
+    from cli.errors import EXIT_FAILED, EXIT_USAGE
+    from cli.main import os_error_exit
+
+    def error_of(path):
+        try:
+            open(path, "rb")
+        except OSError as e:
+            return e
+        raise AssertionError(f"{path} opened")
+
+    (tmp_path / "cache").mkdir()
+    gone = error_of(tmp_path / "cache" / "x.npy")
+    assert os_error_exit(gone, [str(tmp_path / "data")]) == EXIT_FAILED
+    assert os_error_exit(gone, [str(tmp_path / "cache" / "x.npy")]) == EXIT_USAGE
+    under_missing = error_of(tmp_path / "no-such-folder" / "out.png")
+    assert os_error_exit(under_missing, ["-o", str(tmp_path / "no-such-folder")]) == EXIT_USAGE
+
+
 def test_exit_codes_1_and_130(data, tmp_path):
     """Issue 20 #17: a documented exit code for each outcome, the same in every command (0, 2
     and 3 are checked throughout these tests): 1 a failure at run time, 130 interrupted."""
