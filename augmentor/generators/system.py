@@ -24,7 +24,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from augmentor.generators.config import TrainConfig
 from augmentor.generators.data import GeneratorData
-from augmentor.generators.gan import ProjectionDiscriminator, diff_augment
+from augmentor.generators.gan import diff_augment
+from augmentor.generators.projected import build_discriminator, hinge_d, hinge_g, mean_logit
 from augmentor.generators.registry import generator_class
 from augmentor.seeding import torch_generator
 
@@ -167,10 +168,7 @@ class GANSystem(GeneratorSystem):
     def __init__(self, config: TrainConfig, data: GeneratorData) -> None:
         super().__init__(config, data, ema=True)
         self.automatic_optimization = False
-        assert config.image_size is not None and config.channels is not None
-        self.disc = ProjectionDiscriminator(
-            config.image_size, config.channels, len(data.class_names), config.base_channels
-        )
+        self.disc = build_discriminator(config, len(data.class_names))
 
     disc: Any
 
@@ -197,11 +195,11 @@ class GANSystem(GeneratorSystem):
         fake = self.model(z, y)
         d_real = self.disc(aug(real), y)
         d_fake = self.disc(aug(fake.detach()), y)
-        d_loss = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
+        d_loss = hinge_d(d_real, d_fake)
         opt_d.zero_grad(set_to_none=True)
         backward(d_loss)
         opt_d.step()
-        g_loss = -self.disc(aug(fake), y).mean()
+        g_loss = hinge_g(self.disc(aug(fake), y))
         self.watched_loss = (d_loss + g_loss).detach()
         opt_g.zero_grad(set_to_none=True)
         backward(g_loss)
@@ -209,7 +207,7 @@ class GANSystem(GeneratorSystem):
         return {
             "d_loss": d_loss.detach(),
             "g_loss": g_loss.detach(),
-            "d_real": d_real.mean().detach(),
+            "d_real": mean_logit(d_real).detach(),
         }
 
     def training_step(self, batch: Any, _: int) -> None:
@@ -225,7 +223,9 @@ class GANSystem(GeneratorSystem):
         lr = self.lr
         return [
             torch.optim.Adam(self.model.parameters(), lr, betas=(0.0, 0.99)),
-            torch.optim.Adam(self.disc.parameters(), lr, betas=(0.0, 0.99)),
+            torch.optim.Adam(
+                [p for p in self.disc.parameters() if p.requires_grad], lr, betas=(0.0, 0.99)
+            ),
         ]
 
 
