@@ -53,8 +53,16 @@ D = TrainConfig.default  # every default below is the library's own
     "--discriminator",
     default=D("discriminator"),
     show_default=True,
-    help="GAN: 'standard' (on the pixels) or 'projected' (Projected GAN: on frozen "
-    "EfficientNet-Lite0 features at four scales).",
+    help="GAN: 'standard' (on the pixels), 'projected' (Projected GAN: on frozen "
+    "EfficientNet-Lite0 features at four scales) or 'vision-aided' (both).",
+)
+@click.option(
+    "--mode-seeking",
+    type=click.FloatRange(min=0),
+    default=D("mode_seeking"),
+    show_default=True,
+    help="GAN: weight of a term asking two noise vectors of one class for different images "
+    "(MSGAN); 0 = off.",
 )
 @click.option(
     "--feature-size",
@@ -122,6 +130,7 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
             "discriminator",
             "feature_size",
             "feature_network",
+            "mode_seeking",
         ),
         "vae": ("beta", "perceptual"),
     }
@@ -144,6 +153,7 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
             discriminator=kw["discriminator"],
             feature_size=kw["feature_size"],
             feature_network=kw["feature_network"],
+            mode_seeking=kw["mode_seeking"],
             beta=kw["beta"],
             perceptual=kw["perceptual"],
             steps_per_epoch=kw["steps_per_epoch"],
@@ -173,6 +183,7 @@ def train(kind: str, data: Path, out: Path, **kw: Any) -> int:
                 "discriminator",
                 "feature_size",
                 "feature_network",
+                "mode_seeking",
                 "ema_decay",
                 "seed",
             ):

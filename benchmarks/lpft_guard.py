@@ -1,0 +1,115 @@
+"""Which model should LP-FT keep when it has no validation images: its probe or the fine-tuned one?
+
+    python benchmarks/lpft_guard.py [--draws 6] [--shots 20] [--datasets handed,fmnist]
+
+Without a validation split, ``finetune`` can only guard against a collapse. The old guard kept
+the probe when the fine-tuned model's accuracy on its (clean) training images was more than
+0.05 below the *probe's training accuracy*; a linear head fits a few dozen images perfectly, so
+a fine-tuned model trained with augmentation, label smoothing and MixUp (training accuracy
+0.76-0.95) lost to an overfitted probe that scored far worse on new images. The new guard
+compares with the probe's *cross-validated* accuracy (5 folds on the cached features).
+
+Per draw (``--shots`` images per class from the training pool; the datasets of
+``benchmarks/tune.py``), one default LP-FT run at 64 px with the guard switched off, then both
+models (the fine-tuned one and its probe) scored on the test images, and each guard's choice
+read off the numbers it would have used. Printed: per draw, and the paired difference new
+guard - old guard in test accuracy with its 95% t-interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tune import load
+
+import transfer.finetuning as finetuning
+from augmentor.seeding import global_seed
+from transfer.config import FinetuneConfig
+from transfer.evaluate import evaluate_model, mean_interval
+from transfer.features import FeatureCache
+from transfer.preprocess import PreprocessModule
+from transfer.probe import cross_validated_accuracy, evaluate_cached, load_probe_head
+from transfer.splits import per_class_draws
+from transfer.stages import device_name
+
+MARGIN = finetuning.COLLAPSE_MARGIN
+
+
+def one_draw(name: str, r: int, train, test, args) -> dict:
+    out = Path(args.out) / name / f"draw-{r}"
+    done = out / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    data = train.join(test)
+    tr, te = np.arange(len(train)), np.arange(len(train), len(data))
+    cfg = FinetuneConfig(image_size=args.image_size, seed=r)
+    finetuning.COLLAPSE_MARGIN = float("inf")  # the guard off: the fine-tuned model is kept
+    try:
+        run = finetuning.finetune(data, out / "run", cfg, train_index=tr, test_index=te,
+                                  progress=False, export=False, overwrite=True)  # fmt: skip
+    finally:
+        finetuning.COLLAPSE_MARGIN = MARGIN
+    pre = PreprocessModule(cfg.preprocessing(run.model.backbone))
+    with global_seed(cfg.seed):  # the backbone the run started from, as the guard builds it
+        probe, _ = finetuning.build_classifier(cfg, len(train.classes))
+    assert load_probe_head(out / "run", probe)
+    cache = FeatureCache(None)
+    feats = cache.features(probe.backbone, pre, train, 1, device=device_name())[0]
+    row = {
+        "tuned_train": evaluate_model(run.model.to(device_name()), pre, train)["accuracy"],
+        "tuned_test": evaluate_model(run.model, pre, test)["accuracy"],
+        "probe_train": evaluate_cached(cache, probe, pre, train)["accuracy"],
+        "probe_cv": cross_validated_accuracy(feats, train.labels, len(train.classes), seed=r),
+        "probe_test": evaluate_cached(cache, probe, pre, test)["accuracy"],
+    }
+    old_keeps_probe = row["probe_train"] - row["tuned_train"] > MARGIN
+    new_keeps_probe = row["probe_cv"] - row["tuned_train"] > MARGIN
+    row["old"] = row["probe_test"] if old_keeps_probe else row["tuned_test"]
+    row["new"] = row["probe_test"] if new_keeps_probe else row["tuned_test"]
+    row["old_kept"] = "probe" if old_keeps_probe else "fine-tuned"
+    row["new_kept"] = "probe" if new_keeps_probe else "fine-tuned"
+    out.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(row, indent=2))
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--draws", type=int, default=6)
+    ap.add_argument("--shots", type=int, default=20)
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--test", type=int, default=2000)
+    ap.add_argument("--datasets", default="handed,fmnist")
+    ap.add_argument("--out", default="/tmp/lpft-guard")
+    args = ap.parse_args()
+    for name in args.datasets.split(","):
+        pool = load(name, "train", None, 0)
+        test = load(name, "test", args.test, 0)
+        rows = []
+        for r, idx in enumerate(
+            per_class_draws(pool.labels, args.shots, args.draws, 0, pool.classes)
+        ):
+            rows.append(one_draw(name, r, pool.subset(idx), test, args))
+            print(name, r, json.dumps(rows[-1]), flush=True)
+        print(f"\n## {name}: {args.shots}/class, {len(rows)} draws, {len(test)} test images")
+        print("| draw | fine-tuned train | probe train | probe CV | fine-tuned test | probe test "
+              "| old guard keeps | new guard keeps |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
+        for i, r in enumerate(rows):
+            old, new = f"{r['old_kept']} ({r['old']:.3f})", f"{r['new_kept']} ({r['new']:.3f})"
+            print(f"| {i} | {r['tuned_train']:.3f} | {r['probe_train']:.3f} | "
+                  f"{r['probe_cv']:.3f} | {r['tuned_test']:.3f} | {r['probe_test']:.3f} | "
+                  f"{old} | {new} |")  # fmt: skip
+        diff = mean_interval([r["new"] - r["old"] for r in rows], None)
+        print(f"\nnew guard - old guard: {diff.format_range()} points of test accuracy (95% CI)")
+
+
+if __name__ == "__main__":
+    main()
