@@ -1,6 +1,7 @@
 """Which model should LP-FT keep when it has no validation images: its probe or the fine-tuned one?
 
-    python benchmarks/lpft_guard.py [--draws 6] [--shots 20] [--datasets handed,fmnist]
+    python benchmarks/lpft_guard.py [--draws 5] [--shots 20]
+                                    [--arms handed:light,handed:noflip,fmnist:light]
 
 Without a validation split, ``finetune`` can only guard against a collapse. The old guard kept
 the probe when the fine-tuned model's accuracy on its (clean) training images was more than
@@ -12,8 +13,11 @@ compares with the probe's *cross-validated* accuracy (5 folds on the cached feat
 Per draw (``--shots`` images per class from the training pool; the datasets of
 ``benchmarks/tune.py``), one default LP-FT run at 64 px with the guard switched off, then both
 models (the fine-tuned one and its probe) scored on the test images, and each guard's choice
-read off the numbers it would have used. Printed: per draw, and the paired difference new
-guard - old guard in test accuracy with its 95% t-interval.
+read off the numbers it would have used. An arm is ``dataset:pipeline``: ``light`` (the
+default preset) or ``noflip`` (``light`` without its horizontal flip, what ``augment tune``
+picks for the mirrored footwear, where a flip turns one class into another). Printed: per
+draw, and the paired difference new guard - old guard in test accuracy with its 95%
+t-interval.
 """
 
 from __future__ import annotations
@@ -42,14 +46,26 @@ from transfer.stages import device_name
 MARGIN = finetuning.COLLAPSE_MARGIN
 
 
-def one_draw(name: str, r: int, train, test, args) -> dict:
-    out = Path(args.out) / name / f"draw-{r}"
+def pipeline_config(name: str) -> dict | None:
+    if name == "light":
+        return None
+    from augmentor import ColorJitter, Pipeline, Rotate
+
+    # the light preset without its horizontal flip
+    ops = [Rotate(10, p=0.5), ColorJitter(brightness=0.1, contrast=0.1, p=0.5)]
+    return Pipeline(ops).get_config()
+
+
+def one_draw(name: str, arm: str, r: int, train, test, args) -> dict:
+    out = Path(args.out) / f"{name}-{arm}" / f"draw-{r}"
     done = out / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
     data = train.join(test)
     tr, te = np.arange(len(train)), np.arange(len(train), len(data))
-    cfg = FinetuneConfig(image_size=args.image_size, seed=r)
+    pipeline = pipeline_config(arm)
+    recipe = {} if pipeline is None else {"preset": None, "pipeline": pipeline}
+    cfg = FinetuneConfig(image_size=args.image_size, seed=r, **recipe)
     finetuning.COLLAPSE_MARGIN = float("inf")  # the guard off: the fine-tuned model is kept
     try:
         run = finetuning.finetune(data, out / "run", cfg, train_index=tr, test_index=te,
@@ -82,23 +98,24 @@ def one_draw(name: str, r: int, train, test, args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--draws", type=int, default=6)
+    ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--shots", type=int, default=20)
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--test", type=int, default=2000)
-    ap.add_argument("--datasets", default="handed,fmnist")
+    ap.add_argument("--arms", default="handed:light,handed:noflip,fmnist:light")
     ap.add_argument("--out", default="/tmp/lpft-guard")
     args = ap.parse_args()
-    for name in args.datasets.split(","):
+    for spec in args.arms.split(","):
+        name, arm = spec.split(":")
         pool = load(name, "train", None, 0)
         test = load(name, "test", args.test, 0)
         rows = []
         for r, idx in enumerate(
             per_class_draws(pool.labels, args.shots, args.draws, 0, pool.classes)
         ):
-            rows.append(one_draw(name, r, pool.subset(idx), test, args))
-            print(name, r, json.dumps(rows[-1]), flush=True)
-        print(f"\n## {name}: {args.shots}/class, {len(rows)} draws, {len(test)} test images")
+            rows.append(one_draw(name, arm, r, pool.subset(idx), test, args))
+            print(spec, r, json.dumps(rows[-1]), flush=True)
+        print(f"\n## {spec}: {args.shots}/class, {len(rows)} draws, {len(test)} test images")
         print("| draw | fine-tuned train | probe train | probe CV | fine-tuned test | probe test "
               "| old guard keeps | new guard keeps |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|")

@@ -268,8 +268,8 @@ def label_suspects(
     """Out-of-fold class probabilities ``(n, k)`` of a linear probe on ``feats`` (NaN rows for
     images of classes too small to hold out), and notes on what was skipped. Images of one
     ``groups`` value (a duplicate cluster) share a fold, so a copy never vouches for itself."""
+    from transfer.probe import fit_linear_probe
     from transfer.splits import stratified_folds
-    from transfer.synthetic import fit_linear_probe
 
     k = len(classes)
     counts = np.bincount(labels, minlength=k)

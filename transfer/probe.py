@@ -9,12 +9,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from augmentor.guards import DivergenceGuard
 from augmentor.io import atomic_write_bytes
 from augmentor.pipeline import Pipeline
-from augmentor.seeding import stream, torch_generator
+from augmentor.seeding import global_seed, stream, torch_generator
 from augmentor.trainer import is_global_zero
 from transfer.classifier import Classifier, GroupSpec
 from transfer.config import FinetuneConfig
@@ -26,7 +27,15 @@ from transfer.stages import device_name, fit_stage, stage_trainer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["cached_probs", "evaluate_cached", "load_probe_head", "save_probe_head", "train_probe"]
+__all__ = [
+    "cached_probs",
+    "cross_validated_accuracy",
+    "evaluate_cached",
+    "fit_linear_probe",
+    "load_probe_head",
+    "save_probe_head",
+    "train_probe",
+]
 
 
 def train_probe(
@@ -151,3 +160,60 @@ def evaluate_cached(
 
     probs = cached_probs(cache, model, preprocess, data)
     return classification_metrics(data.labels, probs, data.classes, data.sources)
+
+
+def fit_linear_probe(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int, weight_decay: float = 1e-3
+) -> nn.Linear:
+    """A multinomial logistic regression on (standardised) features, fitted full-batch with
+    L-BFGS: the linear probe of a few hundred cached feature rows in well under a second, with
+    no Trainer around it. Written by hand because it is a dozen lines and scikit-learn is not a
+    dependency."""
+    x = features.float()
+    with global_seed(0, "init"):  # the init zeroed below: keep the caller's random state
+        head = nn.Linear(x.shape[1], num_classes)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+    y = labels.long()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(head(x), y) + weight_decay * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return head.eval()
+
+
+def cross_validated_accuracy(
+    features: torch.Tensor, labels: np.ndarray, num_classes: int, folds: int = 5, seed: int = 0
+) -> float | None:
+    """The accuracy a linear probe reaches on images it was not fitted on: stratified
+    ``folds``-fold cross-validation of :func:`fit_linear_probe` on cached (standardised)
+    features. None when a class has fewer than 2 images (no fold could hold one out).
+
+    The probe's *training* accuracy is no reference for a fine-tuned model on a few images (a
+    linear head on 1,280 features fits 60 images perfectly, whatever it will score on new
+    ones); its cross-validated accuracy is."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=num_classes)
+    k = int(min(folds, counts[counts > 0].min()))
+    if k < 2:
+        return None
+    rng = stream(seed, "split", len(labels))
+    fold = np.empty(len(labels), dtype=np.int64)
+    for c in np.flatnonzero(counts):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        fold[members] = np.arange(len(members)) % k
+    x = features.float().cpu()
+    correct = 0
+    for f in range(k):
+        fit, held = fold != f, fold == f
+        mean, std = x[fit].mean(0), x[fit].std(0).clamp_min(1e-6)
+        head = fit_linear_probe((x[fit] - mean) / std, torch.as_tensor(labels[fit]), num_classes)
+        with torch.no_grad():
+            pred = head((x[held] - mean) / std).argmax(1).numpy()
+        correct += int((pred == labels[held]).sum())
+    return correct / len(labels)

@@ -28,40 +28,15 @@ import torch
 from torch import nn
 
 from augmentor.generators.sample import FilterVerdict
-from augmentor.seeding import global_seed
 from transfer.errors import DataError
 from transfer.images import LabelledImages, load_folder
 from transfer.preprocess import to_chw_uint8
+from transfer.probe import fit_linear_probe
 from transfer.quality import FeatureSpace
 
-__all__ = ["REASONS", "SyntheticFilter", "fit_linear_probe"]
+__all__ = ["REASONS", "SyntheticFilter"]
 
 REASONS = ("confidence", "centroid", "duplicate")
-
-
-def fit_linear_probe(
-    features: torch.Tensor, labels: torch.Tensor, num_classes: int, weight_decay: float = 1e-3
-) -> nn.Linear:
-    """A multinomial logistic regression on (standardised) features, fitted full-batch with
-    L-BFGS: the linear probe of a few hundred cached feature rows in well under a second, with
-    no Trainer around it. Written by hand because it is a dozen lines and scikit-learn is not a
-    dependency."""
-    x = features.float()
-    with global_seed(0, "init"):  # the init zeroed below: keep the caller's random state
-        head = nn.Linear(x.shape[1], num_classes)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
-    opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
-    y = labels.long()
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(head(x), y) + weight_decay * head.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return head.eval()
 
 
 class SyntheticFilter:
