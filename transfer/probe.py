@@ -163,7 +163,11 @@ def evaluate_cached(
 
 
 def fit_linear_probe(
-    features: torch.Tensor, labels: torch.Tensor, num_classes: int, weight_decay: float = 1e-3
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    weight_decay: float = 1e-3,
+    max_iter: int = 200,
 ) -> nn.Linear:
     """A multinomial logistic regression on (standardised) features, fitted full-batch with
     L-BFGS: the linear probe of a few hundred cached feature rows in well under a second, with
@@ -174,7 +178,9 @@ def fit_linear_probe(
         head = nn.Linear(x.shape[1], num_classes)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
-    opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        head.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe"
+    )
     y = labels.long()
 
     def closure() -> torch.Tensor:

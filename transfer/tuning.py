@@ -55,6 +55,7 @@ from transfer.evaluate import Interval, mean_interval
 from transfer.features import FeatureCache
 from transfer.images import LabelledImages, load_folder
 from transfer.preprocess import PreprocessModule
+from transfer.probe import fit_linear_probe
 from transfer.splits import check_classes, repeated_splits
 
 log = logging.getLogger(__name__)
@@ -197,33 +198,20 @@ class TuneResult:
         }
 
 
-LinearFit = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # weights (bias last), mean, std
+LinearFit = tuple[nn.Linear, torch.Tensor, torch.Tensor]  # head, feature mean, feature std
 
 
 def fit_linear(x: torch.Tensor, y: torch.Tensor, k: int, l2: float = 1e-3) -> LinearFit:
-    """A multinomial logistic regression on standardized features (full-batch L-BFGS).
-
-    Written here because the Lightning probe (a trainer per fit) costs seconds, and screening
-    fits one per candidate and split; scikit-learn is not a dependency."""
+    """The linear probe of :func:`transfer.probe.fit_linear_probe` on standardized features,
+    60 L-BFGS iterations (screening fits one per candidate and split)."""
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-    xs = torch.cat([(x - mean) / std, torch.ones(len(x), 1)], 1)
-    w = torch.zeros(xs.shape[1], k, requires_grad=True)
-    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=60, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xs @ w, y) + l2 * (w[:-1] ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach(), mean, std
+    return fit_linear_probe((x - mean) / std, y, k, l2, max_iter=60), mean, std
 
 
 def linear_probs(fit: LinearFit, x: torch.Tensor) -> torch.Tensor:
-    w, mean, std = fit
-    xs = torch.cat([(x - mean) / std, torch.ones(len(x), 1)], 1)
-    return (xs @ w).softmax(1)
+    head, mean, std = fit
+    with torch.no_grad():
+        return head((x - mean) / std).softmax(1)
 
 
 class _Halves(nn.Module):
