@@ -61,13 +61,7 @@ from transfer.features import FeatureCache
 from transfer.images import LabelledImages, load_folder
 from transfer.module import ClassifierModule, GradualUnfreezing, class_weights, sample_weights
 from transfer.preprocess import Preprocessing, PreprocessModule
-from transfer.probe import (
-    cached_probs,
-    cross_validated_accuracy,
-    evaluate_cached,
-    load_probe_head,
-    train_probe,
-)
+from transfer.probe import cached_probs, evaluate_cached, load_probe_head, train_probe
 from transfer.splits import check_classes, stratified_folds, stratified_split
 from transfer.stages import device_name, fit_stage, last_logged, stage_trainer
 
@@ -493,12 +487,8 @@ def keep_the_better(
     use for choosing and keep the better; the report says which and why.
 
     With a validation split the better accuracy there wins (a tie keeps the fine-tuned
-    model). Without one, only a collapse can be seen, and the probe's own training accuracy
-    cannot show it (a linear head fits a few dozen images perfectly, whatever it scores on new
-    ones): the probe is kept when the fine-tuned model's accuracy on its training images (no
-    augmentation) is more than ``COLLAPSE_MARGIN`` below the accuracy the probe reaches on
-    images it was not fitted on (5-fold cross-validation on the cached features). A model
-    that cannot fit its own training images as well as the probe generalises has collapsed.
+    model). Without one, the training images (no augmentation) can only show a collapse: the
+    probe is kept when the fine-tuned model is more than ``COLLAPSE_MARGIN`` below it.
     """
     from transfer.evaluate import evaluate_model
 
@@ -508,23 +498,12 @@ def keep_the_better(
         return model, "fine-tuned (no probe head to compare with)"
     held_out = parts.val is not None
     ref = parts.val if parts.val is not None else parts.train
+    split = "validation" if held_out else "training"
     tuned = evaluate_model(model.to(device_name()), preprocess, ref)["accuracy"]
+    probed = evaluate_cached(cache, probe, preprocess, ref)["accuracy"]
     model.cpu()
-    if held_out:
-        split = "validation"
-        probed = evaluate_cached(cache, probe, preprocess, ref)["accuracy"]
-        lost = probed - tuned
-        collapsed = lost > 0
-    else:
-        split = "training"
-        feats = cache.features(probe.backbone, preprocess, ref, 1, device=device_name())[0]
-        cv = cross_validated_accuracy(feats, ref.labels, len(ref.classes), seed=config.seed)
-        if cv is None:  # a class of one image: the training accuracy is all there is
-            probed = evaluate_cached(cache, probe, preprocess, ref)["accuracy"]
-        else:
-            probed, split = cv, "training (probe: cross-validated)"
-        collapsed = probed - tuned > COLLAPSE_MARGIN
-    if collapsed:
+    lost = probed - tuned
+    if (held_out and lost > 0) or (not held_out and lost > COLLAPSE_MARGIN):
         log.warning(
             "the fine-tuned model scores %.4f on the %s images, its probe %.4f: keeping the probe",
             tuned,

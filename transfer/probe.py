@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "cached_probs",
-    "cross_validated_accuracy",
     "evaluate_cached",
     "fit_linear_probe",
     "load_probe_head",
@@ -191,35 +190,3 @@ def fit_linear_probe(
 
     opt.step(closure)
     return head.eval()
-
-
-def cross_validated_accuracy(
-    features: torch.Tensor, labels: np.ndarray, num_classes: int, folds: int = 5, seed: int = 0
-) -> float | None:
-    """The accuracy a linear probe reaches on images it was not fitted on: stratified
-    ``folds``-fold cross-validation of :func:`fit_linear_probe` on cached (standardised)
-    features. None when a class has fewer than 2 images (no fold could hold one out).
-
-    The probe's *training* accuracy is no reference for a fine-tuned model on a few images (a
-    linear head on 1,280 features fits 60 images perfectly, whatever it will score on new
-    ones); its cross-validated accuracy is."""
-    labels = np.asarray(labels)
-    counts = np.bincount(labels, minlength=num_classes)
-    k = int(min(folds, counts[counts > 0].min()))
-    if k < 2:
-        return None
-    rng = stream(seed, "split", len(labels))
-    fold = np.empty(len(labels), dtype=np.int64)
-    for c in np.flatnonzero(counts):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        fold[members] = np.arange(len(members)) % k
-    x = features.float().cpu()
-    correct = 0
-    for f in range(k):
-        fit, held = fold != f, fold == f
-        mean, std = x[fit].mean(0), x[fit].std(0).clamp_min(1e-6)
-        head = fit_linear_probe((x[fit] - mean) / std, torch.as_tensor(labels[fit]), num_classes)
-        with torch.no_grad():
-            pred = head((x[held] - mean) / std).argmax(1).numpy()
-        correct += int((pred == labels[held]).sum())
-    return correct / len(labels)
