@@ -35,19 +35,9 @@ from augmentor.backends.plan import (
     WarpStep,
     plan,
 )
-from augmentor.ops.base import per_image_numpy, to_numpy_hwc
+from augmentor.ops.base import finish_tensor, per_image_numpy, tensor_max_value, to_numpy_hwc
 from augmentor.registry import OPS
 from augmentor.types import Record
-
-
-def _vmax(x: torch.Tensor) -> float:
-    return 255.0 if x.dtype == torch.uint8 else 1.0
-
-
-def _finish(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    if like.dtype == torch.uint8:
-        return y.round_().clamp_(0, 255).to(torch.uint8)
-    return y.clamp_(0.0, 1.0).to(like.dtype)
 
 
 def _fill_tensor(fills: list[Any], c: int, vmax: float, device: torch.device) -> torch.Tensor:
@@ -71,7 +61,7 @@ def warp_batch(
     n, c, h, w = x.shape
     oh, ow = steps[0].out_size
     dev = x.device
-    vmax = _vmax(x)
+    vmax = tensor_max_value(x)
     inv = torch.as_tensor(
         np.stack([np.linalg.inv(s.matrix) for s in steps]), dtype=torch.float32, device=dev
     )
@@ -117,7 +107,7 @@ def warp_batch(
             y[i : i + 1] = F.grid_sample(
                 small, grid[i : i + 1], mode=mode, padding_mode="zeros", align_corners=False
             )
-    return _finish(y + fill, x)
+    return finish_tensor(y + fill, x.dtype)
 
 
 def _area_weights(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
@@ -132,7 +122,7 @@ def _area_weights(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
 
 def color_batch(records: list[list[Record]], x: torch.Tensor) -> torch.Tensor:
     c = x.shape[1]
-    vmax = _vmax(x)
+    vmax = tensor_max_value(x)
     xf = x.float()
     means = xf.mean(dim=(2, 3)).cpu().numpy().astype(np.float64)
     mats, offs = [], []
@@ -143,7 +133,7 @@ def color_batch(records: list[list[Record]], x: torch.Tensor) -> torch.Tensor:
     m_t = torch.as_tensor(np.stack(mats), dtype=torch.float32, device=x.device)
     b_t = torch.as_tensor(np.stack(offs), dtype=torch.float32, device=x.device)
     y = torch.einsum("nij,njhw->nihw", m_t, xf) + b_t[:, :, None, None]
-    return _finish(y, x)
+    return finish_tensor(y, x.dtype)
 
 
 def lut_batch(records: list[list[Record]], x: torch.Tensor) -> torch.Tensor:
@@ -162,7 +152,7 @@ def lut_batch(records: list[list[Record]], x: torch.Tensor) -> torch.Tensor:
 def final_batch(records: list[Record], x: torch.Tensor) -> torch.Tensor:
     cls = OPS.get(records[0]["op"])
     c = x.shape[1]
-    so = [cls.scale_offset(r["params"], c, _vmax(x)) for r in records]
+    so = [cls.scale_offset(r["params"], c, tensor_max_value(x)) for r in records]
     scale = torch.as_tensor(np.stack([s for s, _ in so]), dtype=torch.float32, device=x.device)
     off = torch.as_tensor(np.stack([o for _, o in so]), dtype=torch.float32, device=x.device)
     return x.float() * scale[:, :, None, None] + off[:, :, None, None]
@@ -178,7 +168,9 @@ def field_batch(steps: list[FieldStep], x: torch.Tensor) -> torch.Tensor:
         )
     grid = torch.as_tensor(np.stack(grids), dtype=torch.float32, device=x.device)
     p0 = steps[0].record["params"]
-    fill = _fill_tensor([s.record["params"].get("fill", 0.0) for s in steps], c, _vmax(x), x.device)
+    fill = _fill_tensor(
+        [s.record["params"].get("fill", 0.0) for s in steps], c, tensor_max_value(x), x.device
+    )
     y = (
         F.grid_sample(
             x.float() - fill,
@@ -189,7 +181,7 @@ def field_batch(steps: list[FieldStep], x: torch.Tensor) -> torch.Tensor:
         )
         + fill
     )
-    return _finish(y, x)
+    return finish_tensor(y, x.dtype)
 
 
 def _signature(steps: list) -> tuple:

@@ -28,9 +28,11 @@ __all__ = [
     "SampleRng",
     "Size",
     "finish_like",
+    "finish_tensor",
     "fires",
     "max_value",
     "per_image_numpy",
+    "tensor_max_value",
     "to_numpy_hwc",
 ]
 
@@ -272,3 +274,20 @@ def finish_like(out: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 def max_value(image: np.ndarray) -> float:
     return 255.0 if image.dtype == np.uint8 else 1.0
+
+
+def finish_tensor(y: Any, dtype: Any) -> Any:
+    """:func:`finish_like` for torch: round (uint8), clip and cast a float result ``y`` to
+    ``dtype``, in place where it can (the batched kernels' last step)."""
+    import torch
+
+    if dtype == torch.uint8:
+        return y.round_().clamp_(0, 255).to(torch.uint8)
+    return y.clamp_(0.0, 1.0).to(dtype)
+
+
+def tensor_max_value(images: Any) -> float:
+    """:func:`max_value` for torch: 255 for uint8 images, 1 for float ones."""
+    import torch
+
+    return 255.0 if images.dtype == torch.uint8 else 1.0

@@ -21,7 +21,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from augmentor._validation import check_number, check_prob, check_range
-from augmentor.ops.base import Node, Op, finish_like, fires, max_value, per_image_numpy
+from augmentor.ops.base import (
+    Node,
+    Op,
+    finish_like,
+    finish_tensor,
+    fires,
+    max_value,
+    per_image_numpy,
+    tensor_max_value,
+)
 from augmentor.registry import register_op
 from augmentor.types import Canvas, Record
 
@@ -369,11 +378,8 @@ class Hue(Op):
         bb = torch.where(
             sector < 2, t1, torch.where(sector == 2, t3, torch.where(sector <= 4, t0, t2))
         )
-        out = torch.stack([rr, gg, bb], 1)
-        if images.dtype == torch.uint8:
-            out = (out * 255.0).round_().clamp_(0, 255).to(torch.uint8)
-        else:
-            out = out.clamp_(0.0, 1.0).to(images.dtype)
+        out = torch.stack([rr, gg, bb], 1) * tensor_max_value(images)
+        out = finish_tensor(out, images.dtype)
         unchanged = torch.tensor([p["shift"] == 0 for p in params], device=images.device)
         return torch.where(unchanged.view(-1, 1, 1, 1), images, out)
 

@@ -15,15 +15,16 @@ from typing import Any
 import numpy as np
 
 from augmentor._validation import check_number, check_range
-from augmentor.ops.base import Op, finish_like, max_value, per_image_numpy
+from augmentor.ops.base import (
+    Op,
+    finish_like,
+    finish_tensor,
+    max_value,
+    per_image_numpy,
+    tensor_max_value,
+)
 from augmentor.ops.counter_rng import bits_np, bits_torch, normal_np, normal_torch
 from augmentor.registry import register_op
-
-
-def _vmax(images: Any) -> float:
-    import torch
-
-    return 255.0 if images.dtype == torch.uint8 else 1.0
 
 
 def _per_image(values: list[Any], like: Any, integer: bool = False) -> Any:
@@ -32,15 +33,6 @@ def _per_image(values: list[Any], like: Any, integer: bool = False) -> Any:
 
     dtype = torch.int64 if integer else torch.float32
     return torch.tensor(values, dtype=dtype, device=like.device).view(-1, 1, 1, 1)
-
-
-def _finish(y: Any, like: Any) -> Any:
-    """Round and clip a float result back to ``like``'s dtype (as :func:`finish_like`)."""
-    import torch
-
-    if like.dtype == torch.uint8:
-        return y.round_().clamp_(0, 255).to(torch.uint8)
-    return y.clamp_(0.0, 1.0).to(like.dtype)
 
 
 def _keep_channels(out: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -202,8 +194,8 @@ class GaussianNoise(Op):
             rows = [i for i, p in enumerate(params) if bool(p["per_channel"]) == per_channel]
             seeds = [params[i]["seed"] for i in rows]
             noise = normal_torch(seeds, c if per_channel else 1, h, w, images.device)
-            scale = _per_image([params[i]["std"] * _vmax(images) for i in rows], images)
-            out[rows] = _finish(images[rows].float() + noise * scale, images)
+            scale = _per_image([params[i]["std"] * tensor_max_value(images) for i in rows], images)
+            out[rows] = finish_tensor(images[rows].float() + noise * scale, images.dtype)
         return out
 
 
@@ -235,7 +227,7 @@ class SpeckleNoise(Op):
         _, c, h, w = images.shape
         noise = normal_torch([p["seed"] for p in params], c, h, w, images.device)
         std = _per_image([p["std"] for p in params], images)
-        return _finish(images.float() * (1.0 + noise * std), images)
+        return finish_tensor(images.float() * (1.0 + noise * std), images.dtype)
 
 
 @register_op("salt_pepper")
@@ -287,8 +279,7 @@ class SaltPepper(Op):
         limits = [cls._thresholds(p) for p in params]
         salt = _per_image([a for a, _ in limits], images, integer=True)
         stop = _per_image([b for _, b in limits], images, integer=True)
-        out = images.clone()
-        out = out.masked_fill(k < salt, _vmax(images))
+        out = images.masked_fill(k < salt, tensor_max_value(images))
         return out.masked_fill((k >= salt) & (k < stop), 0)
 
 
@@ -342,8 +333,7 @@ class Jpeg(Op):
             return per_image_numpy(cls.apply_np, images, params)
         if images.shape[1] not in (1, 3):
             return per_image_numpy(cls.apply_np, images, params)
-        u8_like = torch.empty(0, dtype=torch.uint8)
-        u8 = images if images.dtype == torch.uint8 else _finish(images * 255.0, u8_like)
+        u8 = images if images.dtype == torch.uint8 else finish_tensor(images * 255.0, torch.uint8)
         out = torch.empty_like(u8)
         for quality in sorted({p["quality"] for p in params}):
             rows = [i for i, p in enumerate(params) if p["quality"] == quality]
