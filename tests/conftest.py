@@ -31,6 +31,20 @@ def fmnist_folder(tmp_path_factory) -> "object":
     return root
 
 
+@pytest.fixture(scope="module")
+def gdata():
+    """Generator training data: 12 real images of 3 classes, 16x16 centre crops in [-1, 1]."""
+    import torch
+
+    from augmentor.datasets import fashion_mnist_subset
+    from augmentor.generators.data import GeneratorData
+
+    ds = fashion_mnist_subset("train")
+    keep = np.concatenate([np.flatnonzero(ds.labels == c)[:12] for c in range(3)])
+    x = torch.from_numpy(ds.images[keep][:, None, 6:22, 6:22].copy()).float() / 127.5 - 1
+    return GeneratorData(x, torch.from_numpy(ds.labels[keep]), ds.classes[:3], "test", [])
+
+
 @pytest.fixture(autouse=True)
 def _global_rng_untouched():
     """Fail a test that leaves the global random state of numpy, torch or ``random`` changed

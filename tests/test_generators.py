@@ -27,16 +27,6 @@ def tiny(kind):
     return generator_class(kind)(**kw)
 
 
-@pytest.fixture(scope="module")
-def gdata():
-    from augmentor.datasets import fashion_mnist_subset
-
-    ds = fashion_mnist_subset("train")
-    keep = np.concatenate([np.flatnonzero(ds.labels == c)[:12] for c in range(3)])
-    x = torch.from_numpy(ds.images[keep][:, None, 6:22, 6:22].copy()).float() / 127.5 - 1
-    return GeneratorData(x, torch.from_numpy(ds.labels[keep]), ds.classes[:3], "test", [])
-
-
 @pytest.mark.parametrize("kind", sorted(GENERATORS))
 def test_sample_contract(kind, global_rng):
     model = tiny(kind)

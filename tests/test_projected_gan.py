@@ -6,29 +6,17 @@ import importlib.util
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 from test_cli import ROOT, augment
 
 from augmentor.generators import load_generator
 from augmentor.generators.config import GeneratorError, TrainConfig
-from augmentor.generators.data import GeneratorData
 from augmentor.generators.fit import train_generator
 from augmentor.generators.projected import ProjectedDiscriminator, hinge_d
 from augmentor.pretrained import LiteFeatures
 
 PROJECTED = dict(discriminator="projected", feature_size=32, batch_size=8, base_channels=8)
-
-
-@pytest.fixture(scope="module")
-def gdata():
-    from augmentor.datasets import fashion_mnist_subset
-
-    ds = fashion_mnist_subset("train")
-    keep = np.concatenate([np.flatnonzero(ds.labels == c)[:12] for c in range(3)])
-    x = torch.from_numpy(ds.images[keep][:, None, 6:22, 6:22].copy()).float() / 127.5 - 1
-    return GeneratorData(x, torch.from_numpy(ds.labels[keep]), ds.classes[:3], "test", [])
 
 
 def test_output_shapes_per_scale(global_rng):

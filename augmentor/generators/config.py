@@ -22,6 +22,7 @@ __all__ = [
     "META_FILE",
     "GeneratorError",
     "TrainConfig",
+    "check_feature_size",
     "check_image_size",
     "size_levels",
 ]
@@ -86,6 +87,19 @@ DISCRIMINATORS = ("standard", "projected", "vision-aided")
 FEATURE_NETWORKS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 # the projected discriminator's input side: (least, most, multiple of); EfficientNet halves it 5x
 FEATURE_SIZE_BOUNDS = (32, 512, 32)
+
+
+def check_feature_size(value: Any) -> int:
+    """The projected discriminator's input side: an integer in :data:`FEATURE_SIZE_BOUNDS`
+    and a multiple of its step (the feature network halves it 5 times)."""
+    lo, hi, step = FEATURE_SIZE_BOUNDS
+    size = int(check_int(None, "feature_size", value, lo, hi, error=GeneratorError))
+    if size % step:
+        raise GeneratorError(
+            f"feature_size must be a multiple of {step} (the feature network halves it 5 "
+            f"times), got {size}"
+        )
+    return size
 
 
 @dataclass(frozen=True)
@@ -188,13 +202,7 @@ class TrainConfig:
         if self.feature_size is not None:
             if self.discriminator == "standard":
                 raise e("feature_size is an option of the projected discriminator")
-            lo, hi, step = FEATURE_SIZE_BOUNDS
-            check_int(None, "feature_size", self.feature_size, lo, hi, error=e)
-            if self.feature_size % step:
-                raise e(
-                    f"feature_size must be a multiple of {step} (the feature network halves it "
-                    f"5 times), got {self.feature_size}"
-                )
+            check_feature_size(self.feature_size)
         if self.channels not in (None, 1, 3):
             raise e(f"channels must be 1 or 3, got {self.channels!r}")
         check_number(

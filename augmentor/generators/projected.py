@@ -32,12 +32,14 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import spectral_norm
 
+from augmentor._validation import check_choice
 from augmentor.generators.config import (
     FEATURE_NETWORKS,
-    FEATURE_SIZE_BOUNDS,
     GeneratorError,
     TrainConfig,
+    check_feature_size,
 )
+from augmentor.generators.gan import ProjectionDiscriminator
 from augmentor.pretrained import LiteFeatures, PretrainedError
 from augmentor.seeding import global_seed
 
@@ -118,17 +120,10 @@ class ProjectedDiscriminator(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        lo, hi, step = FEATURE_SIZE_BOUNDS
-        if not (lo <= feature_size <= hi and feature_size % step == 0):
-            raise GeneratorError(
-                f"feature_size must be a multiple of {step} in [{lo}, {hi}] (the feature "
-                f"network halves it 5 times), got {feature_size}"
-            )
-        if feature_network not in FEATURE_NETWORKS:
-            raise GeneratorError(
-                f"feature_network must be one of {', '.join(FEATURE_NETWORKS)}, "
-                f"got {feature_network!r}"
-            )
+        check_feature_size(feature_size)
+        check_choice(
+            None, "feature_network", feature_network, FEATURE_NETWORKS, error=GeneratorError
+        )
         level = FEATURE_NETWORKS.index(feature_network)
         try:
             self.features = LiteFeatures(level, (1, 2, 3, 4), feature_size, pretrained)
@@ -209,8 +204,6 @@ def mean_logit(logits: Any) -> torch.Tensor:
 
 def build_discriminator(config: TrainConfig, num_classes: int) -> Any:
     """The discriminator ``config`` asks for (``standard``, ``projected``, ``vision-aided``)."""
-    from augmentor.generators.gan import ProjectionDiscriminator
-
     projected = None
     if config.discriminator in ("projected", "vision-aided"):
         projected = ProjectedDiscriminator(
